@@ -1,0 +1,100 @@
+"""`python -m synthmix <command>`: the commands that dvc.yaml stages call, plus check-params and provenance."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from synthmix.config import ParamsError, load_params
+from synthmix.io import DataError
+from synthmix.modelstore import ModelError
+
+
+def _stage(module: str):
+    return importlib.import_module(f"synthmix.stages.{module}").main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="synthmix", description=__doc__)
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = sub.add_parser("check-params", help="validate a params file (or a preset) and exit")
+    check.add_argument("file", nargs="?", default=None, help="file to check (default: --params)")
+
+    prov = sub.add_parser("provenance", help="print what produced an output folder")
+    prov.add_argument("path")
+
+    models = sub.add_parser("models", help="materialise one base model as a plain checkpoint")
+    models.add_argument("name")
+    models.add_argument("--out", required=True)
+
+    prepare = sub.add_parser("prepare", help="human data -> train/test prompts with reference responses")
+    prepare.add_argument("--out", default="data/prepared")
+
+    generate = sub.add_parser("generate", help="one source answers the prepared prompts")
+    generate.add_argument("source")
+    generate.add_argument("--out", required=True)
+    generate.add_argument("--prepared", default="data/prepared")
+    generate.add_argument("--models", default="models/base")
+
+    mix = sub.add_parser("mix", help="build one condition's training set")
+    mix.add_argument("condition")
+    mix.add_argument("--out", required=True)
+    mix.add_argument("--prepared", default="data/prepared")
+    mix.add_argument("--generated", default="data/generated")
+    mix.add_argument("--metrics", required=True, help="where to write the mix's counts (a DVC metrics file)")
+
+    finetune = sub.add_parser("finetune", help="LoRA SFT of the target on one condition's training set")
+    finetune.add_argument("condition")
+    finetune.add_argument("--out", required=True)
+    finetune.add_argument("--mix", required=True, help="the condition's mix folder")
+    finetune.add_argument("--models", default="models/base")
+    finetune.add_argument("--metrics", required=True, help="DVCLive folder for training curves")
+
+    sample = sub.add_parser("sample", help="the (tuned) target answers the test prompts")
+    sample.add_argument("condition")
+    sample.add_argument("--out", required=True)
+    sample.add_argument("--adapter", required=True)
+    sample.add_argument("--prepared", default="data/prepared")
+    sample.add_argument("--models", default="models/base")
+    return parser
+
+
+def run(args: argparse.Namespace) -> None:
+    if args.command == "check-params":
+        path = args.file or args.params
+        params = load_params(path)
+        print(
+            f"{path}: ok ({len(params.models)} models, {len(params.sources)} sources, "
+            f"{len(params.conditions)} conditions)"
+        )
+    elif args.command == "provenance":
+        from synthmix.provenance import show
+
+        print(show(args.path))
+    elif args.command == "models":
+        _stage("models")(args.name, args.out, args.params)
+    elif args.command == "prepare":
+        _stage("prepare")(args.out, args.params)
+    elif args.command == "generate":
+        _stage("generate")(args.source, args.out, args.prepared, args.models, args.params)
+    elif args.command == "mix":
+        _stage("mix")(args.condition, args.out, args.metrics, args.prepared, args.generated, args.params)
+    elif args.command == "finetune":
+        _stage("finetune")(args.condition, args.out, args.mix, args.models, args.metrics, args.params)
+    elif args.command == "sample":
+        _stage("sample")(args.condition, args.out, args.adapter, args.prepared, args.models, args.params)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        run(args)
+    except (ParamsError, DataError, ModelError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0

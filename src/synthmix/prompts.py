@@ -1,0 +1,46 @@
+"""How a prompt is put to a model: chat messages with a system prompt, or a few-shot completion text."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from synthmix.config import FewShotExample, Source
+
+# Prompt scaffolding for base (non-chat) models, written for this project. These are formatting
+# examples only; they are never stored or labelled as data.
+DEFAULT_FEWSHOT = (
+    FewShotExample(
+        instruction="Name three primary colours.",
+        response="The three primary colours of paint are red, yellow and blue.",
+    ),
+    FewShotExample(
+        instruction="Explain in one or two sentences what a thermometer measures.",
+        response="A thermometer measures temperature, that is, how hot or cold something is. "
+        "Most show it in degrees Celsius or Fahrenheit.",
+    ),
+)
+FEWSHOT_STOP = ("\nInstruction:", "\n\nInstruction")
+
+
+def chat_messages(prompt: str, system_prompt: str | None) -> list[dict[str, str]]:
+    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    return [*messages, {"role": "user", "content": prompt}]
+
+
+def fewshot_text(prompt: str, examples: tuple[FewShotExample, ...] | list[FewShotExample]) -> str:
+    shots = "".join(f"Instruction: {e.instruction}\nResponse: {e.response}\n\n" for e in examples)
+    return f"{shots}Instruction: {prompt}\nResponse:"
+
+
+def source_request(item_id: str, prompt: str, source: Source) -> dict[str, Any]:
+    """A generation request for one source: `messages` for chat models, `text` for few-shot base models."""
+    if source.prompt_format == "chat":
+        return {"id": item_id, "messages": chat_messages(prompt, source.system_prompt)}
+    examples = source.fewshot_examples or DEFAULT_FEWSHOT
+    return {"id": item_id, "text": fewshot_text(prompt, examples), "stop": list(FEWSHOT_STOP)}
+
+
+def cut_at_stop(text: str, stop: list[str] | None) -> tuple[str, bool]:
+    """Cut `text` at the first stop string; say whether one was found."""
+    cuts = [text.index(s) for s in stop or () if s in text]
+    return (text[: min(cuts)], True) if cuts else (text, False)

@@ -1,0 +1,57 @@
+"""finetune@<condition>: LoRA SFT of the target on the condition's training set -> adapter only.
+
+The untuned condition (empty mix) writes a manifest saying so and no adapter; later stages then use the
+base model. Training curves go to a DVCLive folder declared as metrics and plots in dvc.yaml.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from synthmix.config import ParamsError, load_params
+from synthmix.io import read_jsonl, write_json
+from synthmix.modelstore import model_revision
+from synthmix.provenance import Run
+
+CURVES = ("train/loss", "eval/loss", "train/learning_rate")
+
+
+def main(condition: str, out: str, mix: str, models: str, metrics: str, params_file: str = "params.yaml") -> None:
+    params = load_params(params_file)
+    if condition not in params.conditions:
+        raise ParamsError(f"{params_file}: conditions.{condition} is not defined")
+    settings = params.finetune_for(condition)
+    target_dir = Path(models) / params.target.model
+    run = Run(
+        f"finetune@{condition}",
+        {"finetune": settings.model_dump(), "target": params.target.model_dump(),
+         "conditions": {condition: params.conditions[condition].model_dump()}},
+    )
+    out_dir, metrics_dir = Path(out), Path(metrics)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records = read_jsonl(Path(mix) / "train.jsonl", required=("id", "prompt", "response"))
+    if not params.conditions[condition].tuned:
+        # Same files as a trained condition, so dvc.yaml declares one shape for all: empty curves.
+        for curve in CURVES:
+            path = metrics_dir / "plots" / "metrics" / f"{curve}.tsv"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(f"step\t{curve.split('/')[-1]}\n", encoding="utf-8")
+        write_json(metrics_dir / "metrics.json", {"tuned": False})
+        run.write(out_dir, condition=condition, tuned=False, base_model=model_revision(target_dir))
+        print(f"finetune@{condition}: no fine-tuning (empty mix); the base model is used as is")
+        return
+
+    from dvclive import Live
+
+    from synthmix.training import train_lora
+
+    with Live(str(metrics_dir), dvcyaml=False, save_dvc_exp=False) as live:
+        summary = train_lora(records, target_dir, out_dir, settings, params.target.system_prompt, live)
+        for key in ("steps", "first_train_loss", "final_train_loss", "best_eval_loss", "train_tokens_per_second"):
+            live.summary[key] = summary[key]
+        live.summary["tuned"] = True
+    run.write(out_dir, condition=condition, tuned=True, base_model=model_revision(target_dir), training=summary)
+    print(
+        f"finetune@{condition}: {summary['steps']} steps, train loss {summary['first_train_loss']:.3f} -> "
+        f"{summary['final_train_loss']:.3f}, best eval loss {summary['best_eval_loss']:.3f} -> {out_dir}"
+    )

@@ -1,0 +1,83 @@
+"""prepare: the human dataset -> prompts with reference responses, category-stratified train/test split."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from synthmix.config import load_params
+from synthmix.human_data import build_prompt, dataset_provenance, load_dataset
+from synthmix.io import write_jsonl
+from synthmix.provenance import Run
+
+
+def stratified_split(
+    records: list[dict[str, Any]], test_fraction: float, seed: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """sklearn's stratified train_test_split (as the paper: 90/10, random_state 42).
+
+    Categories with a single record cannot be stratified; they go to train.
+    """
+    from sklearn.model_selection import train_test_split
+
+    counts = Counter(r["category"] for r in records)
+    splittable = [r for r in records if counts[r["category"]] >= 2]
+    singles = [r for r in records if counts[r["category"]] < 2]
+    train, test = train_test_split(
+        splittable, test_size=test_fraction, random_state=seed, stratify=[r["category"] for r in splittable]
+    )
+    return list(train) + singles, list(test)
+
+
+def stratified_sample(records: list[dict[str, Any]], n: int | None, seed: int) -> list[dict[str, Any]]:
+    """At most `n` records keeping category shares (a stratified draw); all of them if n is None or larger."""
+    if n is None or n >= len(records):
+        return records
+    from sklearn.model_selection import train_test_split
+
+    counts = Counter(r["category"] for r in records)
+    strata = [r["category"] if counts[r["category"]] >= 2 else "_rare" for r in records]
+    try:
+        kept, _ = train_test_split(records, train_size=n, random_state=seed, stratify=strata)
+    except ValueError:  # more strata than n: plain seeded draw
+        kept, _ = train_test_split(records, train_size=n, random_state=seed)
+    return sorted(kept, key=lambda r: r["id"])
+
+
+def to_item(record: dict[str, Any], max_chars: int | None) -> dict[str, Any]:
+    response = record["response"].strip()
+    if max_chars is not None and len(response) > max_chars:
+        cut = response[:max_chars]
+        response = cut[: cut.rfind(" ")] if " " in cut else cut
+    return {
+        "id": record["id"],
+        "prompt": build_prompt(record["instruction"], record.get("context")),
+        "response": response,
+        "category": record["category"],
+    }
+
+
+def main(out: str = "data/prepared", params_file: str = "params.yaml") -> None:
+    params = load_params(params_file)
+    data = params.data
+    run = Run("prepare", {"data": data.model_dump()})
+    records = load_dataset(data.dataset, data.revision)
+    train, test = stratified_split(records, data.test_fraction, data.split_seed)
+    train = stratified_sample(train, data.max_train_prompts, data.split_seed)
+    test = stratified_sample(test, data.max_test_prompts, data.split_seed)
+    out_dir = Path(out)
+    for name, split in (("train", train), ("test", test)):
+        write_jsonl(out_dir / f"{name}.jsonl", (to_item(r, data.max_response_chars) for r in split))
+    run.write(
+        out_dir,
+        source=dataset_provenance(data.dataset, data.revision),
+        counts={
+            "available": len(records),
+            "train": len(train),
+            "test": len(test),
+            "train_by_category": dict(sorted(Counter(r["category"] for r in train).items())),
+            "test_by_category": dict(sorted(Counter(r["category"] for r in test).items())),
+        },
+    )
+    print(f"prepare: {len(train)} train and {len(test)} test prompts from {data.dataset} -> {out_dir}")

@@ -1,0 +1,173 @@
+"""LoRA supervised fine-tuning with trl's SFTTrainer and peft.
+
+Training data are conversational prompt/completion pairs rendered with the target's chat template and
+system prompt; trl computes the loss on the completion (assistant) tokens only. Trainer checkpoints go to
+a scratch folder outside the repository (they feed early stopping and are deleted); only the adapter is
+saved as the stage's output.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from synthmix.config import Finetune
+from synthmix.prompts import chat_messages
+
+
+def conversation(prompt: str, response: str, system_prompt: str | None) -> dict[str, Any]:
+    return {
+        "prompt": chat_messages(prompt, system_prompt),
+        "completion": [{"role": "assistant", "content": response}],
+    }
+
+
+def split_validation(records: list[dict[str, Any]], fraction: float, seed: int) -> tuple[list, list]:
+    """A seeded validation split (at least one example on each side when there are two or more)."""
+    shuffled = sorted(records, key=lambda r: r["id"])
+    random.Random(seed).shuffle(shuffled)
+    n_eval = min(max(1, round(len(shuffled) * fraction)), len(shuffled) - 1) if len(shuffled) > 1 else 0
+    return shuffled[n_eval:], shuffled[:n_eval]
+
+
+class _LiveLogger:
+    """Sends the Trainer's logs (loss, eval loss, learning rate) to DVCLive at the Trainer's step.
+
+    Written instead of transformers' DVCLiveCallback, which also dumps ~150 TrainingArguments into an
+    undeclared params file (see notes/stack.md, gotcha 9).
+    """
+
+    KEYS = {"loss": "train/loss", "eval_loss": "eval/loss", "learning_rate": "train/learning_rate"}
+
+    def __init__(self, live: Any):
+        from transformers import TrainerCallback
+
+        outer = self
+
+        class Callback(TrainerCallback):
+            def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
+                outer.log(state.global_step, logs or {})
+
+        self.live = live
+        self.callback = Callback()
+        self.history: list[dict[str, float]] = []
+
+    def log(self, step: int, logs: dict[str, float]) -> None:
+        wanted = {name: logs[key] for key, name in self.KEYS.items() if key in logs}
+        if not wanted:
+            return
+        self.live.step = step
+        for name, value in wanted.items():
+            self.live.log_metric(name, float(value))
+        self.live.next_step()
+        self.history.append({"step": step, **wanted})
+
+
+def train_lora(
+    records: list[dict[str, Any]],
+    model_dir: str | Path,
+    adapter_dir: str | Path,
+    settings: Finetune,
+    system_prompt: str | None,
+    live: Any,
+) -> dict[str, Any]:
+    """Fine-tune a LoRA adapter on `records` (`prompt`, `response`); save it to `adapter_dir`."""
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer, EarlyStoppingCallback, set_seed
+    from trl import SFTConfig, SFTTrainer
+
+    set_seed(settings.seed)
+    on_gpu = torch.cuda.is_available()
+    bf16 = settings.precision == "bf16" or (settings.precision == "auto" and on_gpu)
+    train, validation = split_validation(records, settings.validation_fraction, settings.seed)
+    to_rows = lambda rs: Dataset.from_list([conversation(r["prompt"], r["response"], system_prompt) for r in rs])  # noqa: E731
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16 if bf16 else torch.float32)
+    scratch = Path(tempfile.mkdtemp(prefix="synthmix-finetune-"))
+    steps_per_epoch = math.ceil(len(train) / (settings.batch_size * settings.gradient_accumulation_steps))
+    config = SFTConfig(
+        output_dir=str(scratch),
+        seed=settings.seed,
+        data_seed=settings.seed,
+        learning_rate=settings.learning_rate,
+        lr_scheduler_type=settings.lr_scheduler,
+        warmup_steps=settings.warmup_ratio,
+        weight_decay=settings.weight_decay,
+        num_train_epochs=settings.num_epochs,
+        max_steps=settings.max_steps,
+        per_device_train_batch_size=settings.batch_size,
+        per_device_eval_batch_size=settings.batch_size,
+        gradient_accumulation_steps=settings.gradient_accumulation_steps,
+        optim=settings.optimizer,
+        max_length=settings.max_length,
+        completion_only_loss=True,
+        bf16=bf16,
+        use_cpu=not on_gpu,
+        gradient_checkpointing=False,
+        eval_strategy="steps",
+        eval_steps=settings.eval_steps,
+        save_strategy="steps",
+        save_steps=settings.eval_steps,
+        save_total_limit=2,
+        load_best_model_at_end=True,
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
+        logging_steps=1,
+        report_to="none",
+        disable_tqdm=False,
+    )
+    lora = LoraConfig(
+        r=settings.lora_r,
+        lora_alpha=settings.lora_alpha,
+        lora_dropout=settings.lora_dropout,
+        target_modules=settings.target_modules,
+        task_type="CAUSAL_LM",
+    )
+    logger = _LiveLogger(live)
+    trainer = SFTTrainer(
+        model=model,
+        args=config,
+        train_dataset=to_rows(train),
+        eval_dataset=to_rows(validation),
+        processing_class=tokenizer,
+        peft_config=lora,
+        callbacks=[logger.callback, EarlyStoppingCallback(early_stopping_patience=settings.early_stopping_patience)],
+    )
+    tokens = sum(int(sum(row)) for row in trainer.train_dataset["completion_mask"]) if (
+        "completion_mask" in trainer.train_dataset.column_names
+    ) else None
+    started = time.time()
+    try:
+        result = trainer.train()
+        seconds = time.time() - started
+        evaluation = trainer.evaluate()
+        trainer.model.save_pretrained(str(adapter_dir))
+        tokenizer.save_pretrained(str(adapter_dir))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    input_tokens = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
+    losses = [h["train/loss"] for h in logger.history if "train/loss" in h]
+    return {
+        "train_examples": len(train),
+        "validation_examples": len(validation),
+        "steps": result.global_step,
+        "steps_per_epoch": steps_per_epoch,
+        "first_train_loss": losses[0] if losses else None,
+        "final_train_loss": losses[-1] if losses else None,
+        "best_eval_loss": trainer.state.best_metric,
+        "final_eval_loss": evaluation.get("eval_loss"),
+        "train_seconds": round(seconds, 2),
+        "train_tokens_per_second": round(input_tokens * result.global_step * config.per_device_train_batch_size
+                                         / max(len(train), 1) / seconds, 1) if seconds > 0 else None,
+        "completion_tokens": tokens,
+        "precision": "bf16" if bf16 else "fp32",
+        "device": "cuda" if on_gpu else "cpu",
+        "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
+    }
