@@ -60,6 +60,55 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--adapter", required=True)
     sample.add_argument("--prepared", default="data/prepared")
     sample.add_argument("--models", default="models/base")
+
+    # ---- evaluation commands: each stage family adds its subparsers below ----
+    redteam = sub.add_parser("redteam", help="build the red-team prompt sets (harmful, jailbreak, benign)")
+    redteam.add_argument("--out", default="data/redteam")
+
+    attack = sub.add_parser("attack", help="the condition's model answers the red-team prompts")
+    attack.add_argument("condition")
+    attack.add_argument("--out", required=True)
+    attack.add_argument("--adapter", required=True)
+    attack.add_argument("--redteam", default="data/redteam")
+    attack.add_argument("--models", default="models/base")
+
+    robust = sub.add_parser("robustness", help="refusal, judged harmfulness and quality of one condition")
+    robust.add_argument("condition")
+    robust.add_argument("--out", required=True, help="folder for the judge replies and per-item scores")
+    robust.add_argument("--attacks", required=True, help="the condition's attack folder")
+    robust.add_argument("--metrics", required=True, help="DVCLive folder for the metrics")
+    robust.add_argument("--models", default="models/base")
+
+    collapse = sub.add_parser("collapse", help="distribution collapse of one condition: perplexity, diversity")
+    collapse.add_argument("condition")
+    collapse.add_argument("--out", required=True, help="folder for the per-item perplexities")
+    collapse.add_argument("--samples", required=True, help="the condition's sample folder")
+    collapse.add_argument("--adapter", required=True, help="the condition's adapter folder")
+    collapse.add_argument("--metrics", required=True, help="DVCLive folder for the metrics and the growth curve")
+    collapse.add_argument("--prepared", default="data/prepared")
+    collapse.add_argument("--models", default="models/base")
+
+    data_diversity = sub.add_parser("data-diversity", help="diversity of each source's and the human train data")
+    data_diversity.add_argument("--out", required=True, help="folder for the growth curves and the manifest")
+    data_diversity.add_argument("--metrics", required=True, help="DVCLive folder for the metrics")
+    data_diversity.add_argument("--generated", default="data/generated")
+    data_diversity.add_argument("--prepared", default="data/prepared")
+    preference = sub.add_parser("preference", help="the condition's model judges every pair of candidates")
+    preference.add_argument("condition")
+    preference.add_argument("--out", required=True, help="folder for the pairwise and absolute judgements")
+    preference.add_argument("--adapter", required=True, help="the condition's adapter folder")
+    preference.add_argument("--prepared", default="data/prepared")
+    preference.add_argument("--generated", default="data/generated")
+    preference.add_argument("--models", default="models/base")
+
+    preference_metrics = sub.add_parser("preference-metrics", help="self-preference bias from the judgements")
+    preference_metrics.add_argument("condition")
+    preference_metrics.add_argument("--judgements", required=True, help="the condition's preference folder")
+    preference_metrics.add_argument("--metrics", required=True, help="DVCLive folder: metrics, matrix, plot")
+    report = sub.add_parser("report", help="compare all conditions: tables, significance tests, figures")
+    report.add_argument("--out", default="reports")
+    report.add_argument("--root", default=".", help="the project folder whose outputs are read")
+    # ---- end of evaluation commands ----
     return parser
 
 
@@ -87,6 +136,32 @@ def run(args: argparse.Namespace) -> None:
         _stage("finetune")(args.condition, args.out, args.mix, args.models, args.metrics, args.params)
     elif args.command == "sample":
         _stage("sample")(args.condition, args.out, args.adapter, args.prepared, args.models, args.params)
+    # ---- evaluation dispatch: each stage family adds its branch below ----
+    elif args.command == "redteam":
+        _stage("redteam")(args.out, args.params)
+    elif args.command == "attack":
+        _stage("attack")(args.condition, args.out, args.adapter, args.redteam, args.models, args.params)
+    elif args.command == "robustness":
+        _stage("robustness")(args.condition, args.out, args.attacks, args.metrics, args.models, args.params)
+    elif args.command == "collapse":
+        _stage("collapse")(
+            args.condition, args.out, args.samples, args.adapter, args.metrics, args.prepared, args.models, args.params
+        )
+    elif args.command == "data-diversity":
+        _stage("data_diversity")(args.out, args.metrics, args.generated, args.prepared, args.params)
+    elif args.command == "preference":
+        _stage("preference")(
+            args.condition, args.out, args.adapter, args.prepared, args.generated, args.models, args.params
+        )
+    elif args.command == "preference-metrics":
+        from synthmix.stages.preference import metrics_main
+
+        metrics_main(args.condition, args.judgements, args.metrics, args.params)
+    elif args.command == "report":
+        _stage("report")(args.out, args.root, args.params)
+    # ---- end of evaluation dispatch ----
+    else:
+        raise SystemExit(f"unknown command {args.command}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,7 @@ import importlib.util
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,7 @@ def materialise(name: str, spec: ModelSpec, out_dir: str | Path) -> dict[str, An
     """Write `out_dir` as a plain checkpoint plus `model.json`; return the provenance record."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    started = time.time()
     out_dir = Path(out_dir)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent if out_dir.parent.exists() else None))
     try:
@@ -114,6 +116,8 @@ def materialise(name: str, spec: ModelSpec, out_dir: str | Path) -> dict[str, An
             "parameters": sum(p.numel() for p in model.parameters()),
             "has_chat_template": bool(getattr(tokenizer, "chat_template", None)),
             "versions": {pkg: importlib.metadata.version(pkg) for pkg in ("torch", "transformers")},
+            "stage": f"models@{name}",
+            "wall_time_s": round(time.time() - started, 2),
         }
         write_json(tmp / "checkpoint" / MODEL_MANIFEST, record)
         if out_dir.exists():

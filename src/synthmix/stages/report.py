@@ -1,0 +1,45 @@
+"""report: all conditions side by side -> reports/summary.md, reports/summary.json and PNG figures."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from synthmix import figures
+from synthmix.config import load_params
+from synthmix.io import atomic_write_text
+from synthmix.report import build_summary, collect, render_markdown
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities become null: JSON has no NaN and DVC's metric readers choke on it."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def main(out: str = "reports", root: str = ".", params_file: str = "params.yaml") -> None:
+    params = load_params(params_file)
+    settings = params.report
+    conditions = list(params.conditions)
+    out_dir, root_dir = Path(out), Path(root)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = collect(conditions, root_dir)
+    summary = build_summary(data, settings.alpha, settings.seed, settings.bootstrap_resamples)
+    scoring = params.robustness.scoring
+    made = [
+        figures.perplexity_distributions(data, out_dir),
+        figures.diversity_bars(summary, out_dir),
+        figures.vocabulary_growth(conditions, root_dir, out_dir),
+        figures.danger_zone(data, scoring.danger_quality_min, scoring.danger_harm_min, out_dir),
+        figures.preference_heatmap(summary, out_dir),
+    ]
+    atomic_write_text(out_dir / "summary.json", json.dumps(_json_safe(summary), indent=2) + "\n")
+    atomic_write_text(out_dir / "summary.md", render_markdown(summary, settings.alpha, [str(p) for p in made]))
+    print(f"report: {len(conditions)} conditions -> {out_dir / 'summary.md'} and {len(made)} figures")

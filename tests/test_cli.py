@@ -1,0 +1,123 @@
+"""`python -m synthmix`: fast help without heavy imports, provenance printing, errors for people."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from synthmix.cli import main
+from synthmix.provenance import Run
+
+HEAVY = ("torch", "transformers", "peft", "trl", "datasets", "dvclive", "sentence_transformers", "sklearn")
+COMMANDS = ("check-params", "provenance", "models", "prepare", "generate", "mix", "finetune", "sample")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "synthmix", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+        env=env,
+    )
+
+
+def test_help_is_fast_and_lists_every_stage_command() -> None:
+    started = time.perf_counter()
+    done = run_cli("--help")
+    seconds = time.perf_counter() - started
+    assert done.returncode == 0, done.stderr
+    for command in COMMANDS:
+        assert command in done.stdout
+    assert "--params" in done.stdout
+    assert seconds < 10, f"--help took {seconds:.1f} s"  # heavy imports alone take longer under load
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--help"], ["generate", "--help"], ["check-params", str(REPO / "params.yaml")]],
+    ids=["help", "generate-help", "check-params"],
+)
+def test_cli_does_not_import_heavy_libraries(argv: list[str]) -> None:
+    """Parsing, help and params checks must not pay for torch/transformers (seconds on this machine)."""
+    code = (
+        "import sys\n"
+        "from synthmix.cli import main\n"
+        f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+        f"print('HEAVY', sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "HEAVY []" in done.stdout, done.stdout
+
+
+def test_console_script_is_installed() -> None:
+    script = Path(sys.executable).parent / "synthmix"
+    assert script.is_file()
+    done = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "check-params" in done.stdout
+
+
+def test_provenance_prints_the_manifest(tmp_path: Path) -> None:
+    folder = tmp_path / "data" / "generated" / "alpha"
+    Run("generate@alpha", {"sources": {"alpha": {"model": "tiny-a"}}}).write(folder, counts={"records": 3})
+    (folder / "responses.jsonl").write_text("{}\n", encoding="utf-8")
+    done = run_cli("provenance", str(folder))
+    assert done.returncode == 0, done.stderr
+    header, _, body = done.stdout.partition("\n")
+    assert header == f"# {folder / 'manifest.json'}"
+    manifest = json.loads(body)
+    assert manifest["stage"] == "generate@alpha"
+    assert manifest["params"] == {"sources": {"alpha": {"model": "tiny-a"}}}
+    assert manifest["counts"] == {"records": 3}
+    assert {"git_commit", "python", "packages", "wall_time_s"} <= set(manifest)
+    assert manifest["packages"]["synthmix"]
+    # a file inside an output folder finds its folder's manifest
+    beside = run_cli("provenance", str(folder / "responses.jsonl"))
+    assert beside.returncode == 0 and beside.stdout == done.stdout
+
+
+def test_provenance_of_a_model_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model = tmp_path / "models" / "base" / "tiny"
+    model.mkdir(parents=True)
+    (model / "model.json").write_text(
+        json.dumps({"name": "tiny", "origin": {"kind": "path"}}), encoding="utf-8"
+    )
+    assert main(["provenance", str(model)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"# {model / 'model.json'}\n") and '"name": "tiny"' in out
+
+
+def test_provenance_of_something_else_says_so(tmp_path: Path) -> None:
+    done = run_cli("provenance", str(tmp_path))
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: ") and "no manifest.json here or beside it" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_unknown_command_and_missing_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["generat", "alpha"])
+    assert caught.value.code == 2
+    assert "invalid choice: 'generat'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["generate", "alpha"])
+    assert "the following arguments are required: --out" in capsys.readouterr().err
+
+
+def test_params_option_is_used_by_check_params(tmp_path: Path) -> None:
+    done = run_cli("--params", str(tmp_path / "missing.yaml"), "check-params")
+    assert done.returncode == 2
+    assert f"error: {tmp_path / 'missing.yaml'}: params file not found" in done.stderr
+    # and without --params it reads params.yaml of the working directory
+    done = run_cli("check-params", cwd=REPO)
+    assert done.returncode == 0 and done.stdout.startswith("params.yaml: ok")

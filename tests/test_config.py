@@ -1,0 +1,249 @@
+"""Acceptance tests of params validation: `python -m synthmix check-params FILE` and `load_params`.
+
+Every rejected file must give a non-zero exit code and a message that names the key, says what was wrong
+and (for a misspelt name) suggests the closest valid one.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from synthmix.cli import main
+from synthmix.config import HUMAN, ParamsError, load_params
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_params(folder: Path, data: dict) -> Path:
+    path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def check(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run the check-params command in-process; return (exit code, stdout, stderr)."""
+    code = main(["check-params", str(path)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def base(tiny_params_dict: dict) -> dict:
+    # a JSON round trip, not deepcopy: the sources share one `generation` dict, and a change to one source
+    # must not change the others
+    return json.loads(json.dumps(tiny_params_dict))
+
+
+def test_project_params_file_is_accepted(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = check(REPO / "params.yaml", capsys)
+    assert code == 0, err
+    assert "ok" in out
+    params = load_params(REPO / "params.yaml")
+    # the paper's four conditions and a matched mix size are part of the embedded default
+    assert {"vanilla", "human", "single", "multi"} <= set(params.conditions)
+    assert params.target.own_source in params.sources
+
+
+def test_tiny_params_are_accepted(base: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = check(write_params(tmp_path, base), capsys)
+    assert (code, err) == (0, "")
+    assert "2 models, 2 sources, 4 conditions" in out
+
+
+def _set(path: str, value: object) -> Callable[[dict], None]:
+    """A mutation that sets a dotted key (creating nothing: the parents must exist)."""
+
+    def mutate(data: dict) -> None:
+        *parents, last = path.split(".")
+        node = data
+        for part in parents:
+            node = node[part]
+        node[last] = value
+
+    return mutate
+
+
+def _rename_source_in_mix(data: dict) -> None:
+    data["conditions"]["multi"]["mix"] = {"alpha": 0.5, "bata": 0.5}
+
+
+def _reserved_source(data: dict) -> None:
+    data["sources"][HUMAN] = copy.deepcopy(data["sources"]["alpha"])
+
+
+def _missing_model_path(data: dict) -> None:
+    data["models"]["tiny-b"] = {"path": "no/such/checkpoint"}
+
+
+# (mutation, key the message must name, phrases the message must contain)
+REJECTED = {
+    "unknown key, suggestion": (
+        _set("finetune.lora_rr", 8),
+        "finetune.lora_rr",
+        ["unknown key 'lora_rr'", "did you mean 'lora_r'?"],
+    ),
+    "unknown top-level key, suggestion": (
+        _set("conditons", {}),
+        "conditons",
+        ["unknown key 'conditons'", "did you mean 'conditions'?"],
+    ),
+    "unknown key in a source, suggestion": (
+        _set("sources.alpha.generation.temprature", 0.5),
+        "sources.alpha.generation.temprature",
+        ["did you mean 'temperature'?"],
+    ),
+    "wrong type": (
+        _set("finetune.lora_r", "sixteen"),
+        "finetune.lora_r",
+        ["valid integer", "'sixteen'"],
+    ),
+    "mix names an unknown source": (
+        _rename_source_in_mix,
+        "conditions.multi.mix.bata",
+        ["unknown source", "'bata'", "did you mean 'beta'?"],
+    ),
+    "negative weight": (
+        _set("conditions.multi.mix", {"alpha": -0.5, "beta": 1.5}),
+        "conditions.multi.mix.alpha",
+        ["greater than 0", "-0.5"],
+    ),
+    "zero weight": (
+        _set("conditions.multi.mix", {"alpha": 0.0, "beta": 1.0}),
+        "conditions.multi.mix.alpha",
+        ["greater than 0"],
+    ),
+    "weights not summing to 1": (
+        _set("conditions.multi.mix", {"alpha": 0.5, "beta": 0.6}),
+        "conditions.multi.mix",
+        ["must sum to 1", "sum to 1.1"],
+    ),
+    "top_p above 1": (
+        _set("sources.alpha.generation.top_p", 1.5),
+        "sources.alpha.generation.top_p",
+        ["less than or equal to 1", "1.5"],
+    ),
+    "top_p zero": (
+        _set("target.generation.top_p", 0.0),
+        "target.generation.top_p",
+        ["greater than 0"],
+    ),
+    "missing model path": (
+        _missing_model_path,
+        "models.tiny-b.path",
+        ["model path 'no/such/checkpoint' does not exist"],
+    ),
+    "hub model without revision": (
+        _set("models.tiny-b", {"hub": "HuggingFaceTB/SmolLM2-135M-Instruct"}),
+        "models.tiny-b",
+        ["needs 'revision'", "HuggingFaceTB/SmolLM2-135M-Instruct"],
+    ),
+    "two model origins": (
+        _set("models.tiny-b", {"hub": "org/model", "revision": "main", "path": "."}),
+        "models.tiny-b",
+        ["exactly one of 'gguf', 'hub' or 'path'"],
+    ),
+    "target.own_source unknown": (
+        _set("target.own_source", "alpah"),
+        "target.own_source",
+        ["unknown source 'alpah'", "did you mean 'alpha'?"],
+    ),
+    "reserved source name human": (
+        _reserved_source,
+        f"sources.{HUMAN}",
+        ["reserved for the human reference data"],
+    ),
+    "missing required section": (
+        lambda data: data.pop("target"),
+        "target",
+        ["required key is missing"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(REJECTED))
+def test_check_params_rejects(
+    case: str, base: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mutate, key, phrases = REJECTED[case]
+    mutate(base)
+    path = write_params(tmp_path, base)
+    code, out, err = check(path, capsys)
+    assert code != 0
+    assert out == ""
+    assert err.startswith("error: ") and str(path) in err
+    assert "1 problem(s) in params" in err
+    lines = [line for line in err.splitlines() if key in line]
+    assert lines, f"no line names {key}:\n{err}"
+    for phrase in phrases:
+        assert any(phrase in line for line in lines), f"{phrase!r} missing from:\n{err}"
+
+
+def test_every_problem_is_listed(base: dict, tmp_path: Path) -> None:
+    base["finetune"]["lora_rr"] = 8
+    base["sources"]["alpha"]["generation"]["top_p"] = 2.0
+    with pytest.raises(ParamsError) as caught:
+        load_params(write_params(tmp_path, base))
+    message = str(caught.value)
+    assert "2 problem(s)" in message
+    assert "finetune.lora_rr" in message and "sources.alpha.generation.top_p" in message
+
+
+def test_relative_model_path_starts_at_the_params_file(base: dict, tmp_path: Path) -> None:
+    (tmp_path / "checkpoints" / "b").mkdir(parents=True)
+    base["models"]["tiny-b"] = {"path": "checkpoints/b"}
+    assert load_params(write_params(tmp_path, base)).models["tiny-b"].path == "checkpoints/b"
+
+
+def test_hub_model_with_revision_is_accepted(base: dict, tmp_path: Path) -> None:
+    base["models"]["tiny-b"] = {"hub": "HuggingFaceTB/SmolLM2-135M-Instruct", "revision": "abc123"}
+    assert load_params(write_params(tmp_path, base)).models["tiny-b"].revision == "abc123"
+
+
+def test_weights_within_rounding_are_accepted(base: dict, tmp_path: Path) -> None:
+    base["conditions"]["thirds"] = {"mix": {"alpha": 0.333, "beta": 0.333, HUMAN: 0.334}}
+    params = load_params(write_params(tmp_path, base))
+    assert params.conditions["thirds"].tuned and not params.conditions["vanilla"].tuned
+
+
+def test_missing_and_malformed_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = check(tmp_path / "nope.yaml", capsys)
+    assert code != 0 and "params file not found" in err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models: [unclosed\n", encoding="utf-8")
+    code, _, err = check(bad, capsys)
+    assert code != 0 and "not valid YAML" in err
+    bad.write_text("- just\n- a list\n", encoding="utf-8")
+    code, _, err = check(bad, capsys)
+    assert code != 0 and "expected a mapping" in err
+
+
+def test_check_params_command_line(base: dict, tmp_path: Path) -> None:
+    """The real `python -m synthmix check-params` process: exit status 2 and the message on stderr."""
+    base["target"]["own_source"] = "alpah"
+    path = write_params(tmp_path, base)
+    done = subprocess.run(
+        [sys.executable, "-m", "synthmix", "check-params", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "target.own_source: unknown source 'alpah'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_finetune_overrides_apply_per_condition(base: dict, tmp_path: Path) -> None:
+    base["conditions"]["single"]["finetune"] = {"learning_rate": 1e-4, "seed": 7}
+    params = load_params(write_params(tmp_path, base))
+    assert params.finetune_for("single").learning_rate == 1e-4
+    assert params.finetune_for("single").seed == 7
+    assert params.finetune_for("multi").learning_rate == base["finetune"]["learning_rate"]
+    assert params.finetune_for("single").lora_r == base["finetune"]["lora_r"]

@@ -1,0 +1,257 @@
+"""The DVC pipeline end to end on tiny models: what reruns when one source, one condition or the set of
+conditions changes, and experiments over mixes.
+
+One temporary git repository holds the project's dvc.yaml, a copy of src/synthmix and a tiny params.yaml.
+The pipeline is reproduced once up to the sample stages; each test then changes one thing, checks what DVC
+reran, and puts the repository back to the committed state. The evaluation stages (collapse, robustness,
+preference) are not run here: the targets are the sample stages and everything upstream of them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from synthmix.io import read_json, read_jsonl
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+CONDITIONS = ("vanilla", "human", "single", "multi")
+TARGET = "sample"  # the foreach group: every sample@<condition> and all that it needs
+
+
+def _env(root: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        # stage commands are `python -m synthmix ...`: the venv's python, importing the copied src tree
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYTHONPATH": str(root / "src"),
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "DVC_NO_ANALYTICS": "1",
+        "ITERATIVE_DO_NOT_TRACK": "1",
+    }
+
+
+def sh(root: Path, *command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(command, cwd=root, env=_env(root), capture_output=True, text=True, timeout=600)
+    if check and done.returncode != 0:
+        pytest.fail(
+            f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+        )
+    return done
+
+
+def dvc(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return sh(root, sys.executable, "-m", "dvc", *args, check=check)
+
+
+def repro(root: Path, *targets: str) -> tuple[set[str], set[str]]:
+    """Run `dvc repro`; return (stages that ran, stages restored from the run-cache)."""
+    output = dvc(root, "repro", *(targets or (TARGET,))).stdout
+    ran = set(re.findall(r"Running stage '([^']+)'", output))
+    restored = set(re.findall(r"Stage '([^']+)' is cached", output))
+    return ran, restored
+
+
+def status(root: Path) -> set[str]:
+    """The stages `dvc status` flags among the targets and everything upstream."""
+    return set(json.loads(dvc(root, "status", "--with-deps", "--json", TARGET).stdout or "{}"))
+
+
+def edit_params(root: Path, change: Callable[[dict], None]) -> None:
+    path = root / "params.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    change(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+
+def commit(root: Path, message: str) -> None:
+    sh(root, "git", "add", "-A")
+    sh(root, "git", "commit", "-q", "-m", message)
+
+
+def reset(root: Path) -> None:
+    """Back to the last commit: params, lock file and the outputs it records."""
+    sh(root, "git", "reset", "-q", "--hard")
+    sh(root, "git", "clean", "-fdq")  # outputs of stages the commit does not know
+    dvc(root, "checkout", "-q", "--with-deps", TARGET)
+    assert status(root) == set()
+
+
+def stages(*names: str) -> set[str]:
+    return {f"{name}@{c}" for name in names for c in CONDITIONS}
+
+
+def full_params(tiny: dict) -> dict:
+    """The tiny params with every key spelt out: dvc.yaml lists keys (e.g. target.system_prompt) that the
+    schema fills with defaults, and DVC refuses to run a stage whose params are missing from the file.
+    Sections the tiny params leave out (the evaluation stages') get the schema's defaults, which name no
+    model or source of the project's params.yaml.
+    """
+    from synthmix.config import parse_params
+
+    data = json.loads(json.dumps(tiny))  # a plain copy: the tiny sources share one `generation` dict
+    return parse_params(data, "tiny params").model_dump(mode="json")
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory: pytest.TempPathFactory, tiny_raw_model: Path) -> Path:
+    from conftest import tiny_params
+
+    root = tmp_path_factory.mktemp("pipeline")
+    shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
+    shutil.copytree(
+        REPO / "src" / "synthmix", root / "src" / "synthmix", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    (root / ".gitignore").write_text("__pycache__/\n", encoding="utf-8")
+    (root / "params.yaml").write_text(
+        yaml.safe_dump(full_params(tiny_params(tiny_raw_model)), sort_keys=False)
+    )
+    sh(root, "git", "init", "-q", "-b", "main")
+    sh(root, "git", "config", "user.name", "synthmix tests")
+    sh(root, "git", "config", "user.email", "tests@synthmix.invalid")
+    sh(root, "git", "config", "commit.gpgsign", "false")
+    dvc(root, "init", "-q")
+    commit(root, "pipeline")
+    ran, _ = repro(root)
+    assert ran >= {"prepare", "models@tiny-a", "models@tiny-b", "generate@alpha", "generate@beta"}
+    assert ran >= stages("mix", "finetune", "sample")
+    commit(root, "first run")
+    assert status(root) == set()
+    return root
+
+
+def test_dag_and_matched_training_sets(pipeline: Path) -> None:
+    dot = dvc(pipeline, "dag", "--dot").stdout
+    nodes = set(re.findall(r'^"([^"]+)";$', dot, flags=re.MULTILINE))
+    edges = set(re.findall(r'"([^"]+)" -> "([^"]+)"', dot))
+    assert nodes >= {"models@tiny-a", "models@tiny-b", "prepare", "generate@alpha", "generate@beta"}
+    assert nodes >= stages("mix", "finetune", "sample")
+    assert {
+        ("models@tiny-a", "generate@alpha"),
+        ("models@tiny-b", "generate@beta"),
+        ("prepare", "generate@alpha"),
+        ("prepare", "generate@beta"),
+        ("generate@beta", "mix@multi"),
+        ("models@tiny-a", "finetune@multi"),  # the target is tiny-a
+    } <= edges
+    for condition in CONDITIONS:
+        assert (f"mix@{condition}", f"finetune@{condition}") in edges
+        assert (f"finetune@{condition}", f"sample@{condition}") in edges
+    assert not any(a == "models@tiny-b" and b.startswith("finetune@") for a, b in edges)
+
+    size = yaml.safe_load((pipeline / "params.yaml").read_text())["mix"]["size"]
+    sets = {c: read_jsonl(pipeline / "data" / "mixes" / c / "train.jsonl") for c in CONDITIONS}
+    assert {c: len(records) for c, records in sets.items()} == {
+        "vanilla": 0,
+        "human": size,
+        "single": size,
+        "multi": size,
+    }
+    assert {r["source"] for r in sets["human"]} == {"human"}
+    assert {r["source"] for r in sets["single"]} == {"alpha"}
+    assert sorted(r["source"] for r in sets["multi"]) == ["alpha"] * (size // 2) + ["beta"] * (size // 2)
+    assert (
+        read_json(pipeline / "metrics" / "mix" / "multi.json")["mix"]["sources"]["beta"]["examples"]
+        == size // 2
+    )
+
+    test_prompts = read_jsonl(pipeline / "data" / "prepared" / "test.jsonl")
+    for condition in CONDITIONS:
+        samples = read_jsonl(pipeline / "data" / "samples" / condition / "responses.jsonl")
+        assert [r["id"] for r in samples] == [p["id"] for p in test_prompts]
+        assert {r["condition"] for r in samples} == {condition}
+        tuned = read_json(pipeline / "models" / "adapters" / condition / "manifest.json")["tuned"]
+        assert tuned == (condition != "vanilla")
+        assert read_json(pipeline / "metrics" / "finetune" / condition / "metrics.json")["tuned"] == tuned
+    for source in ("alpha", "beta"):
+        generated = read_jsonl(pipeline / "data" / "generated" / source / "responses.jsonl")
+        assert {r["split"] for r in generated} == {"train", "test"} and {r["source"] for r in generated} == {
+            source
+        }
+
+
+def test_changing_one_source_reruns_only_its_generation(pipeline: Path) -> None:
+    before = (pipeline / "data" / "mixes" / "multi" / "train.jsonl").read_text()
+    try:
+        edit_params(pipeline, lambda p: p["sources"]["beta"]["generation"].update(temperature=1.5))
+        assert status(pipeline) == {"generate@beta"}
+        ran, restored = repro(pipeline)
+        assert "generate@beta" in ran
+        assert not ran & {"generate@alpha", "models@tiny-a", "models@tiny-b", "prepare"}
+        assert not restored & {"generate@alpha", "generate@beta"}
+        after = (pipeline / "data" / "mixes" / "multi" / "train.jsonl").read_text()
+        assert after != before, "precondition: beta's new answers should change the multi-source set"
+        assert {"finetune@multi", "sample@multi"} <= ran
+        # conditions that use no beta data keep their adapters and samples: their training sets are unchanged
+        unaffected = {
+            f"{stage}@{c}" for stage in ("finetune", "sample") for c in ("vanilla", "human", "single")
+        }
+        assert not ran & unaffected, (
+            f"retrained although their training sets did not change: {sorted(ran & unaffected)}"
+        )
+    finally:
+        reset(pipeline)
+
+
+def test_adding_a_condition_adds_only_its_stages(pipeline: Path) -> None:
+    try:
+        edit_params(pipeline, lambda p: p["conditions"].update(beta_only={"mix": {"beta": 1.0}}))
+        ran, restored = repro(pipeline)
+        assert ran == {"mix@beta_only", "finetune@beta_only", "sample@beta_only"}
+        assert restored == set()
+        records = read_jsonl(pipeline / "data" / "mixes" / "beta_only" / "train.jsonl")
+        size = yaml.safe_load((pipeline / "params.yaml").read_text())["mix"]["size"]
+        assert len(records) == size and {r["source"] for r in records} == {"beta"}
+    finally:
+        reset(pipeline)
+
+
+def test_an_experiment_over_one_conditions_mix_reruns_only_its_stages(pipeline: Path) -> None:
+    try:
+        edit_params(pipeline, lambda p: p["conditions"]["multi"].update(mix={"alpha": 0.25, "beta": 0.75}))
+        assert status(pipeline) == {"mix@multi", "finetune@multi"}
+        sh(pipeline, "git", "checkout", "-q", "--", "params.yaml")
+
+        mix = "conditions.multi.mix={alpha: 0.25, beta: 0.75}"
+        done = dvc(pipeline, "exp", "run", "-n", "mix-25-75", "-S", mix, TARGET)
+        ran = set(re.findall(r"Running stage '([^']+)'", done.stdout))
+        restored = set(re.findall(r"Stage '([^']+)' is cached", done.stdout))
+        assert ran == {"mix@multi", "finetune@multi", "sample@multi"}
+        assert not any(stage.startswith("generate@") for stage in ran | restored)
+        sources = [r["source"] for r in read_jsonl(pipeline / "data" / "mixes" / "multi" / "train.jsonl")]
+        size = yaml.safe_load((pipeline / "params.yaml").read_text())["mix"]["size"]
+        assert (sources.count("alpha"), sources.count("beta")) == (size // 4, size - size // 4)
+
+        shown = json.loads(dvc(pipeline, "exp", "show", "--json").stdout)
+        experiments = [
+            rev for commit_ in shown for exp in commit_.get("experiments") or [] for rev in exp["revs"]
+        ]
+        (experiment,) = [rev for rev in experiments if rev.get("name") == "mix-25-75"]
+        params = experiment["data"]["params"]["params.yaml"]["data"]
+        assert params["conditions"]["multi"]["mix"] == {"alpha": 0.25, "beta": 0.75}
+        metrics = experiment["data"]["metrics"]["metrics/mix/multi.json"]["data"]["mix"]
+        assert metrics["examples"] == size
+        assert metrics["sources"]["alpha"] == {"examples": size // 4, "share": 0.25, "weight": 0.25}
+        assert metrics["sources"]["beta"]["examples"] == size - size // 4
+        assert experiment["data"]["metrics"]["metrics/finetune/multi/metrics.json"]["data"]["tuned"] is True
+        # the workspace's own row still shows the committed mix
+        baseline = next(c for c in shown if c["rev"] != "workspace")
+        assert baseline["data"]["params"]["params.yaml"]["data"]["conditions"]["multi"]["mix"] == {
+            "alpha": 0.5,
+            "beta": 0.5,
+        }
+    finally:
+        reset(pipeline)

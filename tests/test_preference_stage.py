@@ -1,0 +1,300 @@
+"""preference@<condition> and preference_metrics@<condition> on the tiny model in a temporary layout."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from synthmix.config import ParamsError, parse_params
+from synthmix.io import read_json, read_jsonl, write_json, write_jsonl
+from synthmix.stages import preference as stage
+
+SOURCES = ["alpha", "beta", "human"]  # tiny_params' two sources plus the human reference
+TEST_ITEMS = {
+    "t1": ("What does len() return?", "The number of items in a container."),
+    "t2": ("What is a tuple?", "An immutable sequence of values."),
+    "t3": ("What does print() do?", "It writes text to standard output."),
+    "t4": ("What is a dict?", "A mapping from keys to values."),
+}
+
+
+def make_layout(root: Path, tiny_model: Path, params: dict) -> dict[str, Path]:
+    """Inputs as the earlier stages leave them: prepared test split, two sources' responses, models."""
+    prepared, generated = root / "data" / "prepared", root / "data" / "generated"
+    write_jsonl(
+        prepared / "test.jsonl",
+        ({"id": i, "prompt": p, "response": r, "category": "doc"} for i, (p, r) in TEST_ITEMS.items()),
+    )
+    for source, answer in (("alpha", "I think it is {}."), ("beta", "Response: {}, probably")):
+        records = [
+            {"id": f"{i}-x", "prompt_id": i, "split": "test", "source": source, "response": answer.format(p)}
+            for i, (p, _) in TEST_ITEMS.items()
+        ]
+        train = {
+            "id": "tr-x",
+            "prompt_id": "tr",
+            "split": "train",
+            "source": source,
+            "response": "train text",
+        }
+        write_jsonl(generated / source / "responses.jsonl", [train, *records])
+    models = root / "models" / "base"
+    models.mkdir(parents=True)
+    (models / "tiny-a").symlink_to(tiny_model)
+    write_json(root / "models" / "adapters" / "vanilla" / "manifest.json", {"tuned": False})
+    params_file = root / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params), encoding="utf-8")
+    return {"prepared": prepared, "generated": generated, "models": models, "params": params_file}
+
+
+def run_stage(root: Path, paths: dict[str, Path], condition: str = "vanilla") -> Path:
+    out = root / "data" / "preference" / condition
+    stage.main(
+        condition, str(out), str(root / "models" / "adapters" / condition), str(paths["prepared"]),
+        str(paths["generated"]), str(paths["models"]), str(paths["params"]),
+    )  # fmt: skip
+    return out
+
+
+@pytest.fixture
+def layout(tmp_path: Path, tiny_model: Path, tiny_params_dict: dict) -> tuple[Path, dict[str, Path]]:
+    tiny_params_dict["preference"] = {"n_items": 3, "seed": 7}
+    return tmp_path, make_layout(tmp_path, tiny_model, tiny_params_dict)
+
+
+def test_stage_judges_every_pair_in_both_orders_and_writes_the_metrics(layout) -> None:
+    root, paths = layout
+    out = run_stage(root, paths)
+    manifest = read_json(out / "manifest.json")
+    items = manifest["items"]
+    assert manifest["sources"] == SOURCES
+    assert len(items) == 3 and set(items) <= set(TEST_ITEMS)
+    assert items == [i for i in TEST_ITEMS if i in items]  # sampled, kept in file order
+
+    judgements = read_jsonl(out / "judgements.jsonl")
+    seen = [(j["item"], j["first"], j["second"]) for j in judgements]
+    expected = {(i, a, b) for i in items for a, b in itertools.permutations(SOURCES, 2)}
+    assert len(seen) == len(set(seen)) == len(expected) == 18
+    assert set(seen) == expected
+    for j in judgements:
+        assert j["p_first"] == pytest.approx(j["prob_a"] / (j["prob_a"] + j["prob_b"]))
+    absolute = read_jsonl(out / "absolute.jsonl")
+    assert {(r["item"], r["source"]) for r in absolute} == {(i, s) for i in items for s in SOURCES}
+    assert all(1.0 <= r["score"] <= 5.0 for r in absolute)
+
+    metrics_dir = root / "metrics" / "preference" / "vanilla"
+    stage.metrics_main("vanilla", str(out), str(metrics_dir), str(paths["params"]))
+    metrics = json.loads((metrics_dir / "metrics.json").read_text())
+    assert set(metrics["preference"]) == set(SOURCES) == set(metrics["absolute_score"])
+    for key in ("self_preference", "self_preference_vs_human", "position_consistency", "choice_mass"):
+        assert isinstance(metrics[key], float), key
+    assert "equal_opportunity_bias" not in metrics  # no gold labels given
+
+    # Self-preference worked out independently from the judgement file: alpha is target.own_source.
+    as_first = [j["p_first"] for j in judgements if j["first"] == "alpha"]
+    as_second = [1 - j["p_first"] for j in judgements if j["second"] == "alpha"]
+    by_hand = (sum(as_first) / len(as_first) + sum(as_second) / len(as_second)) / 2
+    assert metrics["self_preference"] == pytest.approx(by_hand) == metrics["preference"]["alpha"]
+    versus_human = [j for j in judgements if {j["first"], j["second"]} == {"alpha", "human"}]
+    first = [j["p_first"] for j in versus_human if j["first"] == "alpha"]
+    second = [1 - j["p_first"] for j in versus_human if j["second"] == "alpha"]
+    assert metrics["self_preference_vs_human"] == pytest.approx((sum(first) / 3 + sum(second) / 3) / 2)
+    absolute_alpha = [r["score"] for r in absolute if r["source"] == "alpha"]
+    assert metrics["absolute_score"]["alpha"] == pytest.approx(sum(absolute_alpha) / 3)
+
+    matrix = json.loads((metrics_dir / "matrix.json").read_text())
+    for row, col in itertools.permutations(SOURCES, 2):
+        assert matrix[row][col] + matrix[col][row] == pytest.approx(1.0)
+    table = (metrics_dir / "sources.csv").read_text().splitlines()
+    assert table[0] == "source,preference,absolute_score,is_self"
+    assert [line.split(",")[0] for line in table[1:]] == SOURCES
+    assert table[1].endswith(",True") and table[2].endswith(",False")
+
+
+def test_a_killed_stage_resumes_and_judges_each_pair_exactly_once(layout, monkeypatch) -> None:
+    root, paths = layout
+    reference = read_jsonl(run_stage(root, paths, "vanilla") / "judgements.jsonl")
+    done_before_kill = 7
+    calls = {"n": 0}
+    choice = stage.Judge.choice
+
+    def crashing_choice(self, messages):
+        if calls["n"] == done_before_kill:
+            raise KeyboardInterrupt("killed")
+        calls["n"] += 1
+        return choice(self, messages)
+
+    (root / "models" / "adapters" / "again").mkdir(parents=True)
+    write_json(root / "models" / "adapters" / "again" / "manifest.json", {"tuned": False})
+    params = yaml.safe_load(paths["params"].read_text())
+    params["conditions"]["again"] = {"mix": {}}
+    paths["params"].write_text(yaml.safe_dump(params))
+    monkeypatch.setattr(stage.Judge, "choice", crashing_choice)
+    with pytest.raises(KeyboardInterrupt):
+        run_stage(root, paths, "again")
+    partial = root / "data" / "preference" / ".again.judgements.partial.jsonl"
+    assert len(partial.read_text().splitlines()) == 1 + done_before_kill  # header + finished judgements
+    assert not (root / "data" / "preference" / "again" / "judgements.jsonl").exists()
+
+    # A torn last line (killed mid-write) is dropped, not fatal.
+    with partial.open("a") as handle:
+        handle.write('{"id": "t1|alpha|be')
+    monkeypatch.setattr(stage.Judge, "choice", choice)
+    rerun_calls = {"n": 0}
+
+    def counting_choice(self, messages):
+        rerun_calls["n"] += 1
+        return choice(self, messages)
+
+    monkeypatch.setattr(stage.Judge, "choice", counting_choice)
+    out = run_stage(root, paths, "again")
+    judgements = read_jsonl(out / "judgements.jsonl")
+    ids = [j["id"] for j in judgements]
+    assert len(ids) == len(set(ids)) == len(reference)
+    assert rerun_calls["n"] == len(reference) - done_before_kill
+    assert read_json(out / "manifest.json")["counts"]["resumed"] == done_before_kill
+    assert not partial.exists()
+    # Resumed and fresh judgements equal an uninterrupted run's (a forward pass is deterministic).
+    assert [j["p_first"] for j in judgements] == pytest.approx([j["p_first"] for j in reference])
+
+
+def test_a_tuned_condition_judges_with_its_adapter(layout, tiny_model: Path) -> None:
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    root, paths = layout
+    adapter = root / "models" / "adapters" / "single"
+    # A random non-zero LoRA (init_lora_weights=False), so the judge's probabilities must change.
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_model),
+        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
+    )
+    model.save_pretrained(adapter)
+    write_json(adapter / "manifest.json", {"tuned": True})
+    vanilla = read_jsonl(run_stage(root, paths, "vanilla") / "judgements.jsonl")
+    out = run_stage(root, paths, "single")
+    tuned = read_jsonl(out / "judgements.jsonl")
+    assert read_json(out / "manifest.json")["adapter"] == str(adapter)
+    assert [j["id"] for j in tuned] == [j["id"] for j in vanilla]
+    assert max(abs(a["p_first"] - b["p_first"]) for a, b in zip(tuned, vanilla, strict=True)) > 1e-4
+
+
+def test_candidate_set_and_self_source_are_checked(tiny_params_dict: dict) -> None:
+    tiny_params_dict["preference"] = {"sources": ["alpha", "humann"]}
+    params = parse_params(tiny_params_dict)
+    with pytest.raises(
+        ParamsError, match=r"preference.sources: unknown source .*'humann'.*did you mean 'human'"
+    ):
+        stage.candidate_sources(params)
+    tiny_params_dict["preference"] = {"sources": ["beta", "human"]}
+    params = parse_params(tiny_params_dict)
+    sources = stage.candidate_sources(params)
+    with pytest.raises(
+        ParamsError, match="target.own_source: 'alpha' is the judge's own source but not a candidate"
+    ):
+        stage.resolve_self_source(params, sources)
+    tiny_params_dict["preference"] = {"self_source": "beta"}
+    params = parse_params(tiny_params_dict)
+    assert stage.candidate_sources(params) == SOURCES
+    assert stage.resolve_self_source(params, SOURCES) == "beta"
+    tiny_params_dict["preference"] = {"self_source": "human"}
+    with pytest.raises(ParamsError, match="preference.self_source: unknown source 'human'"):
+        stage.resolve_self_source(parse_params(tiny_params_dict), SOURCES)
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"task": "summarisation"}, "task 'summarisation' is not available yet"),
+        ({"sources": ["alpha"]}, "at least 2 candidate sources"),
+        ({"sources": ["alpha", "beta", "alpha"]}, r"lists \['alpha'\] more than once"),
+        ({"n_items": 0}, "preference.n_items"),
+        ({"n_item": 5}, "did you mean 'n_items'"),
+    ],
+)
+def test_invalid_preference_sections_are_refused(tiny_params_dict: dict, section: dict, message: str) -> None:
+    tiny_params_dict["preference"] = section
+    with pytest.raises(ParamsError, match=message):
+        parse_params(tiny_params_dict)
+
+
+def test_select_items_is_a_seeded_sample_in_file_order() -> None:
+    ids = [f"i{n}" for n in range(20)]
+    chosen = stage.select_items(ids, 5, seed=3)
+    assert chosen == stage.select_items(ids, 5, seed=3)
+    assert len(chosen) == 5 and chosen == sorted(chosen, key=ids.index)
+    assert stage.select_items(ids, 5, seed=4) != chosen
+    assert stage.select_items(ids, None, seed=3) == ids == stage.select_items(ids, 50, seed=3)
+
+
+def test_pairwise_prompt_is_the_papers_without_the_instruction(tiny_params_dict: dict) -> None:
+    settings = parse_params(tiny_params_dict).preference
+    messages = stage.pairwise_messages("first text", "second text", settings)
+    assert messages[0]["content"].startswith("You are a helpful assistant. Your task is to rank the two")
+    assert messages[1] == {"role": "user", "content": "Text A: first text\nText B: second text"}
+
+
+def judgement(item: str, first: str, second: str, p_first: float) -> dict:
+    prob_a = 0.0 if math.isnan(p_first) else p_first  # NaN: the judge put no mass on either letter
+    return {
+        "item": item,
+        "first": first,
+        "second": second,
+        "p_first": p_first,
+        "prob_a": prob_a,
+        "prob_b": 0.0,
+    }
+
+
+def test_gold_labels_give_the_equal_opportunity_bias_by_hand() -> None:
+    # Judge's position-balanced preference for "own" per item: i1 0.8, i2 0.7, i3 0.3, i4 0.5 (a tie: left out).
+    judgements = []
+    for item, (as_first, as_second) in {
+        "i1": (0.9, 0.3),
+        "i2": (0.8, 0.4),
+        "i3": (0.4, 0.8),
+        "i4": (0.5, 0.5),
+    }.items():
+        judgements += [judgement(item, "own", "human", as_first), judgement(item, "human", "own", as_second)]
+    gold = [
+        {"item": "i1", "sources": ["own", "human"], "winner": "own"},  # Y=1, judge prefers own: Y'=1
+        {"item": "i2", "sources": ["human", "own"], "winner": "human"},  # Y=0, Y'=1
+        {"item": "i3", "sources": ["own", "human"], "winner": "human"},  # Y=0, Y'=0
+        {"item": "i4", "sources": ["own", "human"], "winner": "own"},  # tie: not counted
+        {"item": "i1", "sources": ["other", "human"], "winner": "other"},  # no own text: not counted
+    ]
+    result = stage.gold_metrics(judgements, gold, "own")
+    # P(Y'=1 | Y=1) = 1/1; P(Y'=0 | Y=0) = 1/2 -> 0.5.  Judge self win rate 2/3, human 1/3 -> excess 1/3.
+    assert result == {
+        "gold_pairs": 3,
+        "equal_opportunity_bias": 0.5,
+        "excess_over_gold": pytest.approx(1 / 3),
+    }
+    metrics = stage.summarise(judgements, [], ["own", "human"], "own", gold)
+    assert metrics["equal_opportunity_bias"] == 0.5 and "absolute_score" not in metrics
+    assert stage.gold_metrics(judgements, gold[4:], "own")["equal_opportunity_bias"] is None
+
+
+def test_gold_label_file_errors_name_the_record(tmp_path: Path) -> None:
+    path = tmp_path / "gold.jsonl"
+    write_jsonl(path, [{"item": "i1", "sources": ["a", "b"], "winner": "c"}])
+    with pytest.raises(ValueError, match=r"gold.jsonl: record 1: winner 'c' is not one of \['a', 'b'\]"):
+        stage.read_gold_labels(path)
+
+
+def test_a_judge_without_letter_mass_gives_null_not_nan() -> None:
+    nan = math.nan
+    judgements = [judgement("i1", "own", "human", nan), judgement("i1", "human", "own", nan)]
+    metrics = stage.summarise(judgements, [], ["own", "human"], "own")
+    assert metrics["preference"] == {"own": None, "human": None}
+    assert metrics["self_preference"] is None and metrics["self_preference_vs_human"] is None
+    assert metrics["position_consistency"] is None and metrics["undecided_judgements"] == 2
+    assert stage.matrix_without_nan(judgements, ["own", "human"]) == {
+        "own": {"human": None},
+        "human": {"own": None},
+    }
