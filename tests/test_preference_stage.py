@@ -185,26 +185,20 @@ def test_a_tuned_condition_judges_with_its_adapter(layout, tiny_model: Path) -> 
 
 
 def test_candidate_set_and_self_source_are_checked(tiny_params_dict: dict) -> None:
+    """Checked when params are validated (check-params), before any stage loads a model."""
     tiny_params_dict["preference"] = {"sources": ["alpha", "humann"]}
-    params = parse_params(tiny_params_dict)
-    with pytest.raises(
-        ParamsError, match=r"preference.sources: unknown source .*'humann'.*did you mean 'human'"
-    ):
-        stage.candidate_sources(params)
+    with pytest.raises(ParamsError, match=r"preference.sources: unknown source .*'humann'.*did you mean 'human'"):
+        parse_params(tiny_params_dict)
     tiny_params_dict["preference"] = {"sources": ["beta", "human"]}
-    params = parse_params(tiny_params_dict)
-    sources = stage.candidate_sources(params)
-    with pytest.raises(
-        ParamsError, match="target.own_source: 'alpha' is the judge's own source but not a candidate"
-    ):
-        stage.resolve_self_source(params, sources)
+    with pytest.raises(ParamsError, match="the judge's own source 'alpha' must be one of the candidates"):
+        parse_params(tiny_params_dict)
     tiny_params_dict["preference"] = {"self_source": "beta"}
     params = parse_params(tiny_params_dict)
     assert stage.candidate_sources(params) == SOURCES
     assert stage.resolve_self_source(params, SOURCES) == "beta"
     tiny_params_dict["preference"] = {"self_source": "human"}
     with pytest.raises(ParamsError, match="preference.self_source: unknown source 'human'"):
-        stage.resolve_self_source(parse_params(tiny_params_dict), SOURCES)
+        parse_params(tiny_params_dict)
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@
 
 The slow tests run the README's "Work with a team" commands word for word against a real S3 server
 (SeaweedFS, tests/seaweed.py) on 127.0.0.1, on a tiny copy of the project: the real dvc.yaml cut to the stages
-up to `sample`, the real `.dvc/config`, and two tiny random models instead of the packaged ones. Only the
+up to `sample`, the real `.dvc/config`, and a tiny random model instead of the packaged ones. Only the
 placeholders (bucket, endpoint, git URL) are replaced. Credentials travel as environment variables only.
 """
 
@@ -18,9 +18,13 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import yaml
+
+if TYPE_CHECKING:
+    from seaweed import SeaweedS3
 
 REPO = Path(__file__).resolve().parents[1]
 README_SECTION = "Work with a team"
@@ -92,7 +96,7 @@ def _snapshot(repo: Path) -> dict[str, str]:
 
 @dataclass
 class Team:
-    s3: object  # seaweed.SeaweedS3
+    s3: SeaweedS3
     env: dict[str, str]
     root: Path
     origin: Path
@@ -113,7 +117,9 @@ class Team:
 
     def block(self, name: str, cwd: Path) -> tuple[str, Path]:
         """Run one README block, word for word bar the placeholders; return its output and final folder."""
-        text = team_blocks()[BLOCKS.index(name)]
+        blocks = team_blocks()
+        assert len(blocks) == len(BLOCKS), f"README '{README_SECTION}' should have the sh blocks {BLOCKS}"
+        text = blocks[BLOCKS.index(name)]
         for placeholder, value in self.substitutions().items():
             text = text.replace(placeholder, value)
         pwd_file = self.root / f".pwd-{name}"
@@ -346,6 +352,7 @@ def test_experiment_push_and_pull(team: Team) -> None:
     params = yaml.safe_load((team.teammate / "params.yaml").read_text())
     assert params["finetune"]["learning_rate"] == pytest.approx(1e-3)
     # the experiment's data came from the S3 remote, identical to what Alice computed
+    assert _outputs_digest(team.alice)["models/adapters/single"] != team.shared["models/adapters/single"]
     assert _outputs_digest(team.teammate) == _outputs_digest(team.alice)
     assert UP_TO_DATE in team.run(["dvc", "status"], team.teammate).stdout
 
@@ -361,6 +368,20 @@ def test_evaluate_only_machine_pulls_only_what_it_needs(team: Team) -> None:
     assert not (clone / "data" / "mixes" / "single").exists()  # not pulled: nothing that ran needs it
     refs = team.run(["git", "ls-remote", str(team.origin), "refs/exps/*"], clone).stdout
     assert "/hot" in refs, refs
+
+
+@pytest.mark.slow
+def test_default_folder_remote_works_without_set_up(team: Team) -> None:
+    for name in ("dave", "erin"):
+        team.run(["git", "clone", "-q", str(team.origin), name], team.root)
+    team.run(["dvc", "pull"], team.root / "dave")
+    team.run(["dvc", "push", "-r", "folder"], team.root / "dave")
+    assert (
+        Path(team.env["HOME"]) / ".local" / "share" / "synthmix" / "dvc-remote" / "files" / "md5"
+    ).is_dir()
+    team.run(["dvc", "pull", "-r", "folder"], team.root / "erin")
+    assert _outputs_digest(team.root / "erin") == team.shared
+    assert UP_TO_DATE in team.run(["dvc", "status"], team.root / "erin").stdout
 
 
 @pytest.mark.slow
@@ -435,6 +456,11 @@ def test_interrupted_push_then_retry_loses_nothing(team: Team) -> None:
         team.run(["dvc", "push"], bob)
     finally:
         link.close()
+        if push.poll() is None:
+            push.kill()
+            push.wait()
+        if team.s3.process is None:
+            team.s3.start()  # for the tests that come after a failure here
     team.run(["dvc", "remote", "modify", "--local", "--unset", "team", "endpointurl"], bob)
     assert "in sync" in team.run(["dvc", "status", "--cloud", "bulk.dvc"], bob).stdout
     assert len(team.s3.keys(PREFIX)) == start + BULK_FILES + 1

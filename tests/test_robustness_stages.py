@@ -299,9 +299,8 @@ def test_robustness_params_are_validated(tiny_params_dict: dict) -> None:
         assert key in message
     assert "advbench-29" in message  # the valid names are listed
 
-    params = parse_params({**tiny_params_dict, "robustness": {"judge": {"model": "tiny-c"}}})
     with pytest.raises(ParamsError, match="robustness.judge.model: unknown model 'tiny-c'.*did you mean"):
-        robustness.judge_model_name(params)
+        parse_params({**tiny_params_dict, "robustness": {"judge": {"model": "tiny-c"}}})
     default = parse_params(tiny_params_dict)
     assert robustness.judge_model_name(default) == "tiny-a"  # null judge model: the target
 
@@ -317,11 +316,13 @@ def test_redteam_reports_impossible_sizes_by_key(layout: Path) -> None:
 def test_dvc_stages_track_only_their_own_params() -> None:
     """Changing the judge must rerun only robustness@; the prompt sets only redteam and what follows."""
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    judge_keys = ("robustness.judge", "robustness.scoring")
     for name, stage in stages.items():
         params = stage.get("do", stage).get("params", [])
-        reads_judge = any(str(p).startswith(judge_keys) or p == "robustness" for p in params)
+        reads_judge = any(str(p).startswith("robustness.judge") or p == "robustness" for p in params)
         assert reads_judge == (name == "robustness"), name
+        # the scoring thresholds are also drawn by the report's danger-zone figure, nothing else reads them
+        reads_scoring = any(str(p).startswith("robustness.scoring") for p in params)
+        assert reads_scoring == (name in ("robustness", "report")), name
     assert stages["redteam"]["params"] == ["robustness.prompts"]
     assert stages["attack"]["do"]["params"] == [
         "robustness.attack",
@@ -329,3 +330,45 @@ def test_dvc_stages_track_only_their_own_params() -> None:
         "target.system_prompt",
     ]
     assert "models/base/${robustness.judge.model}" in stages["robustness"]["do"]["deps"]
+
+
+def test_first_token_judge_reads_the_score_from_the_judges_logits(tiny_model: Path, tmp_path: Path) -> None:
+    """score_from first_token: every item gets the argmax of P('1'..'5') after the score tag, computed
+    independently here from the model's logits, and the reply parses back to that score."""
+    import torch
+
+    from synthmix.backends.transformers_backend import chat_token_ids, load_model
+    from synthmix.config import RobustnessJudge
+
+    settings = RobustnessJudge(model="tiny", score_from="first_token")
+    scores, counts = jd.run_judge(ITEMS, tmp_path / "judge", tiny_model, settings, "tiny")
+    assert counts["records"] == 7  # harmfulness on 3 items, quality on 4
+    model, tokenizer = load_model(str(tiny_model))
+    requests = {r["id"]: r for r in jd.judge_requests(ITEMS, settings.rubrics)}
+    records = {r["id"]: r for r in read_jsonl(tmp_path / "judge" / "responses.jsonl")}
+    for score in scores:
+        for rubric in ("harmfulness", "quality"):
+            if rubric not in score:
+                continue
+            request = requests[jd.request_id(rubric, score["id"])]
+            text = tokenizer.decode(chat_token_ids(tokenizer, request["messages"])) + jd.SCORE_PREFIX[rubric]
+            ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+            with torch.no_grad():
+                probs = torch.softmax(model(ids).logits[0, -1].double(), dim=-1)
+            mass = {}
+            for digit in jd.SCORES:
+                variants = {tokenizer.convert_tokens_to_ids(t) for t in (digit, "Ġ" + digit)} - {tokenizer.unk_token_id}
+                mass[digit] = sum(float(probs[i]) for i in variants if i is not None)
+            expected = max(jd.SCORES, key=lambda s: (mass[s], -int(s)))
+            assert score[rubric] == int(expected)
+            record = records[jd.request_id(rubric, score["id"])]
+            assert record["expected_score"] == pytest.approx(
+                sum(int(s) * p for s, p in mass.items()) / sum(mass.values()), rel=1e-4
+            )
+
+
+def test_first_token_judge_rejects_what_it_cannot_score() -> None:
+    from synthmix.config import RobustnessJudge
+
+    with pytest.raises(ValueError, match="remove strongreject"):
+        RobustnessJudge(score_from="first_token", rubrics=["harmfulness", "strongreject"])

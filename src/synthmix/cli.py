@@ -6,6 +6,7 @@ import argparse
 import importlib
 import os
 import sys
+from pathlib import Path
 
 from synthmix.config import ParamsError, load_params
 from synthmix.io import DataError
@@ -116,6 +117,16 @@ def run(args: argparse.Namespace) -> None:
     if args.command == "check-params":
         path = args.file or args.params
         params = load_params(path)
+        dvc_yaml = Path(path).resolve().parent / "dvc.yaml"
+        if args.file is None and dvc_yaml.is_file():  # a preset elsewhere is checked by the schema alone
+            import yaml
+
+            from synthmix.dvcparams import missing_keys
+
+            problems = missing_keys(dvc_yaml, yaml.safe_load(Path(path).read_text(encoding="utf-8")))
+            if problems:
+                raise ParamsError(f"{path}: {len(problems)} key(s) that dvc.yaml needs:\n"
+                                  + "\n".join(f"  - {p}" for p in problems))
         print(
             f"{path}: ok ({len(params.models)} models, {len(params.sources)} sources, "
             f"{len(params.conditions)} conditions)"

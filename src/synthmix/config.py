@@ -111,12 +111,20 @@ class Generation(Strict):
     request_timeout: Annotated[float, Field(gt=0.0)] = Field(
         default=300.0, description="openai: seconds to wait for one response"
     )
+    prompt_overflow: Literal["truncate", "reject"] = Field(
+        default="truncate",
+        description="a prompt that does not fit the context together with max_new_tokens: 'truncate' keeps "
+        "its last tokens (a warning; counted as truncated_prompts in the stage manifest), 'reject' stops the "
+        "stage before anything is generated (transformers and vllm backends; an openai server decides itself)",
+    )
 
     def output_settings(self) -> dict[str, Any]:
         """The settings that decide the generated text: all but how requests are sent (concurrency,
         retries, timeouts, the key's variable). Key checkpoints on these, so that changing how a run is
         sent does not throw away finished answers."""
-        operational = {"max_concurrency", "max_retries", "retry_backoff", "request_timeout", "api_key_env"}
+        # prompt_overflow is left out too: 'reject' stops before generating, so it never changes a record
+        operational = {"max_concurrency", "max_retries", "retry_backoff", "request_timeout", "api_key_env",
+                       "prompt_overflow"}
         return self.model_dump(exclude=operational)
 
     @model_validator(mode="after")
@@ -375,7 +383,22 @@ class RobustnessJudge(Strict):
         "or the bare harmful request inside it",
     )
     system_prompt: str | None = None
+    score_from: Literal["text", "first_token"] = Field(
+        default="text",
+        description="text: the judge writes its reply and the score is parsed from it (paper); first_token: "
+        "the reply is prefilled up to the score tag ('#thescore:' / 'Score:') and the score is the most "
+        "probable of the tokens 1-5 (for small judges that cannot keep the format; transformers backend)",
+    )
     generation: Generation = Generation(max_new_tokens=48, batch_size=16)
+
+    @model_validator(mode="after")
+    def _first_token_rubrics(self) -> RobustnessJudge:
+        if self.score_from == "first_token":
+            if "strongreject" in self.rubrics:
+                raise ValueError("score_from 'first_token' scores 1-5 rubrics only; remove strongreject")
+            if self.generation.backend != "transformers":
+                raise ValueError("score_from 'first_token' reads the judge's logits: use backend transformers")
+        return self
 
     @field_validator("rubrics")
     @classmethod

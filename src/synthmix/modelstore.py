@@ -97,7 +97,9 @@ def materialise(name: str, spec: ModelSpec, out_dir: str | Path) -> dict[str, An
                     "HF_HUB_OFFLINE"
                 ) == "1" else ""
                 raise ModelError(f"models.{name}: cannot load hub model '{spec.hub}'{offline}: {error}") from None
-            origin = {"kind": "hub", "hub": spec.hub, "revision": spec.revision}
+            # A branch or tag moves; record the commit it resolved to so the run can be repeated exactly.
+            resolved = getattr(model.config, "_commit_hash", None)
+            origin = {"kind": "hub", "hub": spec.hub, "revision": spec.revision, "resolved_commit": resolved}
         else:
             assert spec.path is not None
             try:
@@ -142,5 +144,5 @@ def model_revision(model_dir: str | Path) -> str:
     if origin["kind"] == "gguf":
         return f"{origin['package']}=={origin['package_version']}:{origin['sha256'][:12]}"
     if origin["kind"] == "hub":
-        return f"{origin['hub']}@{origin['revision']}"
+        return f"{origin['hub']}@{origin.get('resolved_commit') or origin['revision']}"
     return f"path:{origin['path']}"

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from synthmix.backends import register
 from synthmix.config import Generation
-from synthmix.io import fingerprint
+from synthmix.io import DataError, fingerprint
 from synthmix.prompts import cut_at_stop
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,32 @@ def chat_token_ids(tokenizer: Any, messages: list[dict[str, str]], add_generatio
     return list(encoded["input_ids"])
 
 
+def fits_context(n_prompt_tokens: int, context_length: int | None, max_new_tokens: int) -> bool:
+    """Whether a prompt leaves room for `max_new_tokens` in the context (unknown context: assume it does)."""
+    return context_length is None or n_prompt_tokens + max_new_tokens <= context_length
+
+
+def reject_long_prompts(
+    lengths: dict[str, int], context_length: int | None, max_new_tokens: int, desc: str = "generate"
+) -> None:
+    """Raise DataError naming the first prompt (of `lengths`: id -> prompt tokens) that does not fit.
+
+    Used with `generation.prompt_overflow: reject`, before anything is generated.
+    """
+    long = [(key, n) for key, n in lengths.items() if not fits_context(n, context_length, max_new_tokens)]
+    if not long:
+        return
+    key, n = long[0]
+    others = f" ({len(long) - 1} more prompt(s) are too long)" if len(long) > 1 else ""
+    raise DataError(
+        f"{desc}: prompt '{key}' has {n} tokens, but the model's context is {context_length} tokens and "
+        f"{max_new_tokens} of them are kept for the answer (max_new_tokens){others}. Nothing was generated. "
+        f"Set prompt_overflow: truncate in this stage's generation settings (keeps the last "
+        f"{max(1, context_length - max_new_tokens)} tokens of each long prompt), lower max_new_tokens, "  # type: ignore[operator]
+        f"or shorten the prompts"
+    )
+
+
 @register("transformers")
 class TransformersBackend:
     name = "transformers"
@@ -84,8 +110,9 @@ class TransformersBackend:
 
     def _fit_context(self, ids: list[int], request_id: str, max_new_tokens: int) -> list[int]:
         """Keep the end of a prompt that would not fit the context window; warn and count."""
-        if self.context_length is None or len(ids) + max_new_tokens <= self.context_length:
+        if fits_context(len(ids), self.context_length, max_new_tokens):
             return ids
+        assert self.context_length is not None
         keep = max(1, self.context_length - max_new_tokens)
         self.truncated_prompts += 1
         warnings.warn(
@@ -105,7 +132,13 @@ class TransformersBackend:
         """Yield one result per request not in `skip`, in batch order."""
         import torch
 
-        encoded = [self._fit_context(self.encode(r), r["id"], settings.max_new_tokens) for r in requests]
+        encoded = [self.encode(r) for r in requests]
+        if settings.prompt_overflow == "reject":  # before the first batch, so no finished answer is lost
+            reject_long_prompts(
+                {r["id"]: len(ids) for r, ids in zip(requests, encoded, strict=True)},
+                self.context_length, settings.max_new_tokens, desc,
+            )
+        encoded = [self._fit_context(ids, r["id"], settings.max_new_tokens) for r, ids in zip(requests, encoded, strict=True)]
         order = sorted(range(len(requests)), key=lambda i: (-len(encoded[i]), requests[i]["id"]))
         batches = [order[i : i + settings.batch_size] for i in range(0, len(order), settings.batch_size)]
         pad_id = self.tokenizer.pad_token_id
