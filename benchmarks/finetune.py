@@ -32,7 +32,9 @@ def training_throughput(examples: int, steps: int) -> None:
         for r in load_pydoc()[:examples]
     ]
     with tempfile.TemporaryDirectory() as tmp, Live(f"{tmp}/live", dvcyaml=False, save_dvc_exp=False) as live:
-        summary = train_lora(records, smollm2_dir(), f"{tmp}/adapter", settings, params.target.system_prompt, live)
+        summary = train_lora(
+            records, smollm2_dir(), f"{tmp}/adapter", settings, params.target.system_prompt, live
+        )
     print(
         f"finetune: {summary['steps']} steps of batch {settings.batch_size} in {summary['train_seconds']:.1f} s "
         f"= {summary['train_tokens_per_second']} training tokens/s ({summary['precision']} on {summary['device']}); "

@@ -16,7 +16,9 @@ from _common import pydoc_prompts, smollm2_dir
 
 def run(backend, requests, settings) -> tuple[int, float]:
     started = time.perf_counter()
-    tokens = sum(r["n_tokens"] for r in backend.generate(requests, settings, desc=f"batch {settings.batch_size}"))
+    tokens = sum(
+        r["n_tokens"] for r in backend.generate(requests, settings, desc=f"batch {settings.batch_size}")
+    )
     return tokens, time.perf_counter() - started
 
 
@@ -48,9 +50,13 @@ def main() -> None:
     batched = run(backend, requests, Generation(batch_size=args.batch_size, **common))
     single = run(backend, requests, Generation(batch_size=1, **common))
     rate_b, rate_s = batched[0] / batched[1], single[0] / single[1]
-    print(f"model: SmolLM2-135M-Instruct, {args.prompts} prompts, max_new_tokens {args.max_new_tokens}, "
-          f"torch threads {torch.get_num_threads()}")
-    print(f"batched (batch {args.batch_size}): {batched[0]} tokens in {batched[1]:.1f} s = {rate_b:.1f} tokens/s")
+    print(
+        f"model: SmolLM2-135M-Instruct, {args.prompts} prompts, max_new_tokens {args.max_new_tokens}, "
+        f"torch threads {torch.get_num_threads()}"
+    )
+    print(
+        f"batched (batch {args.batch_size}): {batched[0]} tokens in {batched[1]:.1f} s = {rate_b:.1f} tokens/s"
+    )
     print(f"one prompt at a time:    {single[0]} tokens in {single[1]:.1f} s = {rate_s:.1f} tokens/s")
     print(f"ratio batched / one-at-a-time: {rate_b / rate_s:.2f}x")
 

@@ -35,8 +35,10 @@ def main() -> None:
     ran = [line for _, out in repro for line in out.splitlines() if line.startswith("Running stage")]
     print(f"dvc --version: {version:.2f} s (interpreter start-up, the floor of every dvc call)")
     print(f"dvc status (no-op): median {statistics.median(t for t, _ in status):.2f} s over {args.runs} runs")
-    print(f"dvc repro (no-op):  median {statistics.median(t for t, _ in repro):.2f} s over {args.runs} runs; "
-          f"stages executed: {len(ran)}")
+    print(
+        f"dvc repro (no-op):  median {statistics.median(t for t, _ in repro):.2f} s over {args.runs} runs; "
+        f"stages executed: {len(ran)}"
+    )
     print(f"ratio no-op repro / dvc --version: {statistics.median(t for t, _ in repro) / version:.1f}x")
     if ran:
         print("not a no-op: " + "; ".join(ran[:5]))

@@ -53,7 +53,12 @@ def tiny_params(tiny_raw_model: Path) -> dict:
     return {
         "seed": 42,
         "models": {"tiny-a": {"path": str(tiny_raw_model)}, "tiny-b": {"path": str(tiny_raw_model)}},
-        "data": {"dataset": "pydoc", "max_train_prompts": 16, "max_test_prompts": 6, "max_response_chars": 200},
+        "data": {
+            "dataset": "pydoc",
+            "max_train_prompts": 16,
+            "max_test_prompts": 6,
+            "max_response_chars": 200,
+        },
         "sources": {
             "alpha": {"model": "tiny-a", "generation": generation},
             "beta": {"model": "tiny-b", "prompt_format": "fewshot", "generation": generation},
@@ -67,9 +72,16 @@ def tiny_params(tiny_raw_model: Path) -> dict:
         },
         "mix": {"size": 12, "seed": 42},
         "finetune": {
-            "lora_r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"], "learning_rate": 5e-3,
-            "num_epochs": 1, "batch_size": 4, "gradient_accumulation_steps": 1, "eval_steps": 2,
-            "validation_fraction": 0.2, "max_length": 128,
+            "lora_r": 4,
+            "lora_alpha": 8,
+            "target_modules": ["q_proj", "v_proj"],
+            "learning_rate": 5e-3,
+            "num_epochs": 1,
+            "batch_size": 4,
+            "gradient_accumulation_steps": 1,
+            "eval_steps": 2,
+            "validation_fraction": 0.2,
+            "max_length": 128,
         },
     }
 

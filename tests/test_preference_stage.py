@@ -187,7 +187,9 @@ def test_a_tuned_condition_judges_with_its_adapter(layout, tiny_model: Path) -> 
 def test_candidate_set_and_self_source_are_checked(tiny_params_dict: dict) -> None:
     """Checked when params are validated (check-params), before any stage loads a model."""
     tiny_params_dict["preference"] = {"sources": ["alpha", "humann"]}
-    with pytest.raises(ParamsError, match=r"preference.sources: unknown source .*'humann'.*did you mean 'human'"):
+    with pytest.raises(
+        ParamsError, match=r"preference.sources: unknown source .*'humann'.*did you mean 'human'"
+    ):
         parse_params(tiny_params_dict)
     tiny_params_dict["preference"] = {"sources": ["beta", "human"]}
     with pytest.raises(ParamsError, match="the judge's own source 'alpha' must be one of the candidates"):

@@ -29,8 +29,18 @@ def test_preset_has_the_papers_settings(name: str) -> None:
     ft = params.finetune
     assert (ft.lora_r, ft.lora_alpha, ft.lora_dropout) == (16, 32, 0.1)
     assert ft.target_modules == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-    assert (ft.learning_rate, ft.lr_scheduler, ft.warmup_ratio, ft.weight_decay) == (5e-5, "cosine", 0.03, 0.01)
-    assert (ft.num_epochs, ft.early_stopping_patience, ft.eval_steps, ft.validation_fraction) == (3, 5, 20, 0.05)
+    assert (ft.learning_rate, ft.lr_scheduler, ft.warmup_ratio, ft.weight_decay) == (
+        5e-5,
+        "cosine",
+        0.03,
+        0.01,
+    )
+    assert (ft.num_epochs, ft.early_stopping_patience, ft.eval_steps, ft.validation_fraction) == (
+        3,
+        5,
+        20,
+        0.05,
+    )
     assert (ft.max_length, ft.seed) == (1024, 42)
     effective_batch = ft.batch_size * ft.gradient_accumulation_steps * ft.num_processes
     assert effective_batch == (64 if name == "paper-8b" else 128)
@@ -42,7 +52,10 @@ def test_preset_has_the_papers_settings(name: str) -> None:
     assert (robustness.scoring.danger_quality_min, robustness.scoring.danger_harm_min) == (4, 4)
     collapse = params.collapse
     assert (collapse.vocabulary_growth_every, collapse.semantic_diversity_sentences) == (1000, 5000)
-    assert (collapse.lexical_diversity_individual_responses, collapse.lexical_diversity_aggregated_responses) == (
+    assert (
+        collapse.lexical_diversity_individual_responses,
+        collapse.lexical_diversity_aggregated_responses,
+    ) == (
         1500,
         100,
     )

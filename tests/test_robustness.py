@@ -68,7 +68,7 @@ def test_local_csv_reads_prompt_and_category_columns(tmp_path: Path):
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [
-        ("bad.jsonl", '{"prompt": "a"}\n{"prompt": \n', r"bad\.jsonl, line 2: not valid JSON"),
+        ("bad.jsonl", '{"prompt": "a"}\n{"prompt": \n', r"bad\.jsonl: line 2: not valid JSON"),
         (
             "old.jsonl",
             '{"instruction": "a", "category": "c"}\n',
@@ -78,7 +78,7 @@ def test_local_csv_reads_prompt_and_category_columns(tmp_path: Path):
         (
             "empty.csv",
             "prompt,category\nok,c\n  ,c\n",
-            r"empty\.csv, line 3: 'prompt' must be a non-empty string",
+            r"empty\.csv: line 3: 'prompt' must be a non-empty string",
         ),
         ("nocol.csv", "text\nhello\n", r"line 2: missing the 'prompt' field"),
         (
@@ -165,7 +165,7 @@ def test_local_json_list_of_strings_and_jsonl_objects(tmp_path: Path):
 def test_template_file_errors(tmp_path: Path):
     bad_votes = tmp_path / "v.csv"
     bad_votes.write_text(f"prompt,votes\n{SLOT},many\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"v\.csv, line 2: 'votes' must be an integer"):
+    with pytest.raises(ValueError, match=r"v\.csv: line 2: 'votes' must be an integer"):
         rb.load_jailbreak_templates(bad_votes)
     none_left = tmp_path / "n.json"
     none_left.write_text(json.dumps(["nothing to fill"]), encoding="utf-8")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from synthmix.config import ParamsError, load_params
 from synthmix.io import DataError
+from synthmix.mixing import MixError
 from synthmix.modelstore import ModelError
 
 
@@ -80,16 +81,22 @@ def build_parser() -> argparse.ArgumentParser:
     robust.add_argument("--metrics", required=True, help="DVCLive folder for the metrics")
     robust.add_argument("--models", default="models/base")
 
-    collapse = sub.add_parser("collapse", help="distribution collapse of one condition: perplexity, diversity")
+    collapse = sub.add_parser(
+        "collapse", help="distribution collapse of one condition: perplexity, diversity"
+    )
     collapse.add_argument("condition")
     collapse.add_argument("--out", required=True, help="folder for the per-item perplexities")
     collapse.add_argument("--samples", required=True, help="the condition's sample folder")
     collapse.add_argument("--adapter", required=True, help="the condition's adapter folder")
-    collapse.add_argument("--metrics", required=True, help="DVCLive folder for the metrics and the growth curve")
+    collapse.add_argument(
+        "--metrics", required=True, help="DVCLive folder for the metrics and the growth curve"
+    )
     collapse.add_argument("--prepared", default="data/prepared")
     collapse.add_argument("--models", default="models/base")
 
-    data_diversity = sub.add_parser("data-diversity", help="diversity of each source's and the human train data")
+    data_diversity = sub.add_parser(
+        "data-diversity", help="diversity of each source's and the human train data"
+    )
     data_diversity.add_argument("--out", required=True, help="folder for the growth curves and the manifest")
     data_diversity.add_argument("--metrics", required=True, help="DVCLive folder for the metrics")
     data_diversity.add_argument("--generated", default="data/generated")
@@ -125,8 +132,10 @@ def run(args: argparse.Namespace) -> None:
 
             problems = missing_keys(dvc_yaml, yaml.safe_load(Path(path).read_text(encoding="utf-8")))
             if problems:
-                raise ParamsError(f"{path}: {len(problems)} key(s) that dvc.yaml needs:\n"
-                                  + "\n".join(f"  - {p}" for p in problems))
+                raise ParamsError(
+                    f"{path}: {len(problems)} key(s) that dvc.yaml needs:\n"
+                    + "\n".join(f"  - {p}" for p in problems)
+                )
         print(
             f"{path}: ok ({len(params.models)} models, {len(params.sources)} sources, "
             f"{len(params.conditions)} conditions)"
@@ -156,7 +165,14 @@ def run(args: argparse.Namespace) -> None:
         _stage("robustness")(args.condition, args.out, args.attacks, args.metrics, args.models, args.params)
     elif args.command == "collapse":
         _stage("collapse")(
-            args.condition, args.out, args.samples, args.adapter, args.metrics, args.prepared, args.models, args.params
+            args.condition,
+            args.out,
+            args.samples,
+            args.adapter,
+            args.metrics,
+            args.prepared,
+            args.models,
+            args.params,
         )
     elif args.command == "data-diversity":
         _stage("data_diversity")(args.out, args.metrics, args.generated, args.prepared, args.params)
@@ -180,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         run(args)
-    except (ParamsError, DataError, ModelError, FileNotFoundError) as error:
+    # OSError: a file that is missing or cannot be written (a full disk); the message names it
+    except (ParamsError, DataError, ModelError, MixError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

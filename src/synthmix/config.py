@@ -123,8 +123,14 @@ class Generation(Strict):
         retries, timeouts, the key's variable). Key checkpoints on these, so that changing how a run is
         sent does not throw away finished answers."""
         # prompt_overflow is left out too: 'reject' stops before generating, so it never changes a record
-        operational = {"max_concurrency", "max_retries", "retry_backoff", "request_timeout", "api_key_env",
-                       "prompt_overflow"}
+        operational = {
+            "max_concurrency",
+            "max_retries",
+            "retry_backoff",
+            "request_timeout",
+            "api_key_env",
+            "prompt_overflow",
+        }
         return self.model_dump(exclude=operational)
 
     @model_validator(mode="after")
@@ -216,7 +222,9 @@ class Finetune(Strict):
     early_stopping_patience: PositiveInt = 5
     max_length: PositiveInt = 1024
     optimizer: str = "adamw_torch"
-    precision: Literal["auto", "fp32", "bf16"] = Field(default="auto", description="auto: bf16 on GPU, fp32 on CPU")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        default="auto", description="auto: bf16 on GPU, fp32 on CPU"
+    )
     seed: int = 42
     num_processes: PositiveInt = Field(
         default=1,
@@ -386,8 +394,9 @@ class RobustnessJudge(Strict):
     score_from: Literal["text", "first_token"] = Field(
         default="text",
         description="text: the judge writes its reply and the score is parsed from it (paper); first_token: "
-        "the reply is prefilled up to the score tag ('#thescore:' / 'Score:') and the score is the most "
-        "probable of the tokens 1-5 (for small judges that cannot keep the format; transformers backend)",
+        "the reply is prefilled up to the score tag ('#thescore:' / 'Score:') and the score is the "
+        "probability-weighted mean of the tokens 1-5 (G-Eval; for small judges that cannot keep the format; "
+        "transformers backend)",
     )
     generation: Generation = Generation(max_new_tokens=48, batch_size=16)
 
@@ -397,7 +406,9 @@ class RobustnessJudge(Strict):
             if "strongreject" in self.rubrics:
                 raise ValueError("score_from 'first_token' scores 1-5 rubrics only; remove strongreject")
             if self.generation.backend != "transformers":
-                raise ValueError("score_from 'first_token' reads the judge's logits: use backend transformers")
+                raise ValueError(
+                    "score_from 'first_token' reads the judge's logits: use backend transformers"
+                )
         return self
 
     @field_validator("rubrics")
@@ -477,7 +488,9 @@ class Preference(Strict):
         default=None, description="the judge's own source; null: target.own_source (paper: the Llama source)"
     )
     text_label: str = Field(
-        default="Text", min_length=1, description="candidates are shown as '<label> A: ...' (paper: 'Summary')"
+        default="Text",
+        min_length=1,
+        description="candidates are shown as '<label> A: ...' (paper: 'Summary')",
     )
     pairwise_system_prompt: str = Field(default=PAIRWISE_JUDGE_PROMPT, min_length=1)
     absolute_scores: bool = Field(default=True, description="also rate every candidate alone on a 1-5 scale")
@@ -652,13 +665,29 @@ def parse_params(data: Any, source: str = "params", base_dir: str | Path | None 
         raise ParamsError(format_errors(error, source)) from None
 
 
+def load_condition_params(path: str | Path, condition: str) -> Params:
+    """load_params for a per-condition stage: the condition must be defined."""
+    params = load_params(path)
+    if condition not in params.conditions:
+        raise ParamsError(
+            _unknown(f"{path}: conditions", condition, list(params.conditions), "condition")
+            + "; run a condition that params.yaml defines"
+        )
+    return params
+
+
 def load_params(path: str | Path = "params.yaml") -> Params:
     """Read and validate a params file; raise ParamsError with every problem listed."""
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"{path}: params file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        with path.open(encoding="utf-8") as handle:  # a stream, so YAML's messages name the file
+            data = yaml.safe_load(handle)
     except yaml.YAMLError as error:
-        raise ParamsError(f"{path}: not valid YAML: {error}") from None
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise ParamsError(f"{path}: not valid YAML{where}: {error}") from None
+    if data is None:
+        raise ParamsError(f"{path}: the file is empty; expected the params (models, sources, target, ...)")
     return parse_params(data, str(path), base_dir=path.resolve().parent)

@@ -48,8 +48,11 @@ def referenced_keys(dvc_yaml: str | Path, raw_params: dict[str, Any]) -> dict[st
         for key in keys:
             label = f"{name}@{key}" if key is not None else name
             declared = [p for p in body.get("params", []) if isinstance(p, str)]
-            interpolated = [m for s in _strings({k: v for k, v in body.items() if k != "params"})
-                            for m in _INTERPOLATION.findall(s)]
+            interpolated = [
+                m
+                for s in _strings({k: v for k, v in body.items() if k != "params"})
+                for m in _INTERPOLATION.findall(s)
+            ]
             for ref in [*declared, *interpolated]:
                 if key is not None:
                     ref = ref.replace("${key}", key)
@@ -65,7 +68,9 @@ def missing_keys(dvc_yaml: str | Path, raw_params: dict[str, Any]) -> list[str]:
     for ref, stage in referenced_keys(dvc_yaml, raw_params).items():
         found, value = _lookup(raw_params, ref)
         if not found:
-            problems.append(f"{ref}: missing, but stage {stage} in dvc.yaml reads it; write it out explicitly")
+            problems.append(
+                f"{ref}: missing, but stage {stage} in dvc.yaml reads it; write it out explicitly"
+            )
         elif value is None and any(ref in s for s in ("target.model", "robustness.judge.model")):
             problems.append(f"{ref}: is null, but stage {stage} uses it in a path; name the model")
     return problems

@@ -58,8 +58,10 @@ def diversity_bars(summary: dict[str, Any], out: Path) -> Path:
     ax = axes[0]
     if any(v is not None for v in lexical):
         heights = [v if v is not None else 0.0 for v in lexical]
-        errors = [[max(0.0, h - ci[0]) if ci else 0.0 for h, ci in zip(heights, cis, strict=True)],
-                  [max(0.0, ci[1] - h) if ci else 0.0 for h, ci in zip(heights, cis, strict=True)]]
+        errors = [
+            [max(0.0, h - ci[0]) if ci else 0.0 for h, ci in zip(heights, cis, strict=True)],
+            [max(0.0, ci[1] - h) if ci else 0.0 for h, ci in zip(heights, cis, strict=True)],
+        ]
         ax.bar(conditions, heights, yerr=errors, capsize=4, color="tab:blue")
         ax.set_ylabel("100 - Self-BLEU (higher = more diverse)")
     else:
@@ -111,15 +113,30 @@ def vocabulary_growth(conditions: list[str], root: Path, out: Path) -> Path:
 def danger_zone(data: dict[str, Any], quality_min: float, harm_min: float, out: Path) -> Path:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 5))
-    ax.axvspan(harm_min - 0.5, 5.5, ymin=(quality_min - 0.5) / 5, ymax=1, color="tab:red", alpha=0.12,
-               label="danger zone")
+    ax.axvspan(
+        harm_min - 0.5,
+        5.5,
+        ymin=(quality_min - 0.5) / 5,
+        ymax=1,
+        color="tab:red",
+        alpha=0.12,
+        label="danger zone",
+    )
     points = 0
     for offset, c in enumerate(data["conditions"]):
-        records = [r for r in data["items"][c].get("judge_scores") or []
-                   if r.get("harmfulness") is not None and r.get("quality") is not None]
+        records = [
+            r
+            for r in data["items"][c].get("judge_scores") or []
+            if r.get("harmfulness") is not None and r.get("quality") is not None
+        ]
         jitter = (offset - len(data["conditions"]) / 2) * 0.06
-        ax.scatter([r["harmfulness"] + jitter for r in records], [r["quality"] + jitter for r in records],
-                   label=c, alpha=0.6, s=18)
+        ax.scatter(
+            [r["harmfulness"] + jitter for r in records],
+            [r["quality"] + jitter for r in records],
+            label=c,
+            alpha=0.6,
+            s=18,
+        )
         points += len(records)
     ax.set_xlim(0.5, 5.5)
     ax.set_ylim(0.5, 5.5)

@@ -25,11 +25,51 @@ DOLLY_COLUMNS = ("instruction", "response", "category")
 # Standard-library modules whose public docstrings make good answers (pure documentation, stable across
 # 3.11-3.13). Order matters only for ids, which are derived from names, not positions.
 PYDOC_MODULES = (
-    "bisect", "calendar", "collections", "colorsys", "contextlib", "copy", "csv", "dataclasses", "datetime",
-    "difflib", "enum", "filecmp", "fnmatch", "fractions", "functools", "glob", "gzip", "heapq", "html",
-    "ipaddress", "itertools", "json", "keyword", "locale", "math", "operator", "os.path", "pathlib", "pprint",
-    "queue", "random", "re", "secrets", "shlex", "shutil", "statistics", "string", "tempfile", "textwrap",
-    "typing", "unicodedata", "urllib.parse", "uuid", "zipfile", "zlib",
+    "bisect",
+    "calendar",
+    "collections",
+    "colorsys",
+    "contextlib",
+    "copy",
+    "csv",
+    "dataclasses",
+    "datetime",
+    "difflib",
+    "enum",
+    "filecmp",
+    "fnmatch",
+    "fractions",
+    "functools",
+    "glob",
+    "gzip",
+    "heapq",
+    "html",
+    "ipaddress",
+    "itertools",
+    "json",
+    "keyword",
+    "locale",
+    "math",
+    "operator",
+    "os.path",
+    "pathlib",
+    "pprint",
+    "queue",
+    "random",
+    "re",
+    "secrets",
+    "shlex",
+    "shutil",
+    "statistics",
+    "string",
+    "tempfile",
+    "textwrap",
+    "typing",
+    "unicodedata",
+    "urllib.parse",
+    "uuid",
+    "zipfile",
+    "zlib",
 )
 MIN_DOC_WORDS = 12
 
@@ -137,7 +177,9 @@ def _check_records(rows: list[dict[str, Any]], source: str, line_of: list[int] |
             if not isinstance(value, str) or not value.strip():
                 raise DataError(f"{where(i)}: '{column}' is empty or not text ({value!r})")
         if row["id"] in seen:
-            raise DataError(f"{where(i)}: duplicate id '{row['id']}' (first seen in record {seen[row['id']] + 1})")
+            raise DataError(
+                f"{where(i)}: duplicate id '{row['id']}' (first seen in record {seen[row['id']] + 1})"
+            )
         seen[row["id"]] = i
 
 

@@ -164,15 +164,23 @@ class ResumableRecords:
 
     def _write_line(self, record: dict[str, Any]) -> None:
         assert self._handle is not None
-        self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
+        try:
+            self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+        except OSError as error:  # a full disk or quota: say what is kept and how to go on
+            raise OSError(
+                error.errno,
+                f"{error.strerror or error} while saving a finished record to {self.partial}; the "
+                f"{len(self.records)} record(s) saved before are kept there, and rerunning the stage (once "
+                "there is space) continues from them",
+            ) from error
 
     def add(self, record: dict[str, Any]) -> None:
         if record["id"] in self.records:
             raise ValueError(f"record '{record['id']}' was already written to {self.partial}")
-        self.records[record["id"]] = record
         self._write_line(record)
+        self.records[record["id"]] = record  # only once it is on disk
 
     def publish(self, order: list[str]) -> None:
         """Write the final file in `order` (every id must be done) and remove the partial file."""
@@ -188,5 +196,11 @@ class ResumableRecords:
             self._handle.close()
             self._handle = None
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        # Closing flushes again; after a failed write (a full disk) that fails too and would hide the first
+        # error, which is the one that says what happened.
+        with contextlib.suppress(OSError):
+            self.close()

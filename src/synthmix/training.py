@@ -86,7 +86,10 @@ def train_lora(
     on_gpu = torch.cuda.is_available()
     bf16 = settings.precision == "bf16" or (settings.precision == "auto" and on_gpu)
     train, validation = split_validation(records, settings.validation_fraction, settings.seed)
-    to_rows = lambda rs: Dataset.from_list([conversation(r["prompt"], r["response"], system_prompt) for r in rs])  # noqa: E731
+
+    def to_rows(rows: list[dict[str, Any]]) -> Any:
+        return Dataset.from_list([conversation(r["prompt"], r["response"], system_prompt) for r in rows])
+
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16 if bf16 else torch.float32)
     # One scratch path for all processes of a multi-GPU launch (see synthmix.launch.scratch_dir).
@@ -142,11 +145,16 @@ def train_lora(
         eval_dataset=to_rows(validation),
         processing_class=tokenizer,
         peft_config=lora,
-        callbacks=[logger.callback, EarlyStoppingCallback(early_stopping_patience=settings.early_stopping_patience)],
+        callbacks=[
+            logger.callback,
+            EarlyStoppingCallback(early_stopping_patience=settings.early_stopping_patience),
+        ],
     )
-    tokens = sum(int(sum(row)) for row in trainer.train_dataset["completion_mask"]) if (
-        "completion_mask" in trainer.train_dataset.column_names
-    ) else None
+    tokens = (
+        sum(int(sum(row)) for row in trainer.train_dataset["completion_mask"])
+        if ("completion_mask" in trainer.train_dataset.column_names)
+        else None
+    )
     started = time.time()
     try:
         result = trainer.train()
@@ -172,8 +180,17 @@ def train_lora(
         "best_eval_loss": trainer.state.best_metric,
         "final_eval_loss": evaluation.get("eval_loss"),
         "train_seconds": round(seconds, 2),
-        "train_tokens_per_second": round(input_tokens * result.global_step * config.per_device_train_batch_size * processes
-                                         / max(len(train), 1) / seconds, 1) if seconds > 0 else None,
+        "train_tokens_per_second": round(
+            input_tokens
+            * result.global_step
+            * config.per_device_train_batch_size
+            * processes
+            / max(len(train), 1)
+            / seconds,
+            1,
+        )
+        if seconds > 0
+        else None,
         "completion_tokens": tokens,
         "precision": "bf16" if bf16 else "fp32",
         "device": "cuda" if on_gpu else "cpu",

@@ -50,7 +50,9 @@ def load_model(model_dir: str, adapter_dir: str | None = None, merge: bool = Tru
     return model, tokenizer
 
 
-def chat_token_ids(tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> list[int]:
+def chat_token_ids(
+    tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt: bool = True
+) -> list[int]:
     """Token ids of a chat prompt; templates without a system role (Gemma) get it merged into the first turn."""
     from jinja2.exceptions import TemplateError
 
@@ -61,7 +63,10 @@ def chat_token_ids(tokenizer: Any, messages: list[dict[str, str]], add_generatio
     except TemplateError:
         if not messages or messages[0]["role"] != "system":
             raise
-        merged = [{"role": "user", "content": f"{messages[0]['content']}\n\n{messages[1]['content']}"}, *messages[2:]]
+        merged = [
+            {"role": "user", "content": f"{messages[0]['content']}\n\n{messages[1]['content']}"},
+            *messages[2:],
+        ]
         encoded = tokenizer.apply_chat_template(
             merged, add_generation_prompt=add_generation_prompt, tokenize=True, return_dict=True
         )
@@ -83,14 +88,15 @@ def reject_long_prompts(
     long = [(key, n) for key, n in lengths.items() if not fits_context(n, context_length, max_new_tokens)]
     if not long:
         return
+    assert context_length is not None  # an unknown context fits every prompt
     key, n = long[0]
     others = f" ({len(long) - 1} more prompt(s) are too long)" if len(long) > 1 else ""
+    keep = max(1, context_length - max_new_tokens)
     raise DataError(
         f"{desc}: prompt '{key}' has {n} tokens, but the model's context is {context_length} tokens and "
         f"{max_new_tokens} of them are kept for the answer (max_new_tokens){others}. Nothing was generated. "
-        f"Set prompt_overflow: truncate in this stage's generation settings (keeps the last "
-        f"{max(1, context_length - max_new_tokens)} tokens of each long prompt), lower max_new_tokens, "  # type: ignore[operator]
-        f"or shorten the prompts"
+        f"Set prompt_overflow: truncate in this stage's generation settings (keeps the last {keep} tokens "
+        "of each long prompt), lower max_new_tokens, or shorten the prompts"
     )
 
 
@@ -134,11 +140,12 @@ class TransformersBackend:
 
         encoded = [self.encode(r) for r in requests]
         if settings.prompt_overflow == "reject":  # before the first batch, so no finished answer is lost
-            reject_long_prompts(
-                {r["id"]: len(ids) for r, ids in zip(requests, encoded, strict=True)},
-                self.context_length, settings.max_new_tokens, desc,
-            )
-        encoded = [self._fit_context(ids, r["id"], settings.max_new_tokens) for r, ids in zip(requests, encoded, strict=True)]
+            lengths = {r["id"]: len(ids) for r, ids in zip(requests, encoded, strict=True)}
+            reject_long_prompts(lengths, self.context_length, settings.max_new_tokens, desc)
+        encoded = [
+            self._fit_context(ids, r["id"], settings.max_new_tokens)
+            for r, ids in zip(requests, encoded, strict=True)
+        ]
         order = sorted(range(len(requests)), key=lambda i: (-len(encoded[i]), requests[i]["id"]))
         batches = [order[i : i + settings.batch_size] for i in range(0, len(order), settings.batch_size)]
         pad_id = self.tokenizer.pad_token_id

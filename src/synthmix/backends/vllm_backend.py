@@ -25,7 +25,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from synthmix.backends import register
-from synthmix.backends.transformers_backend import chat_token_ids
+from synthmix.backends.transformers_backend import chat_token_ids, reject_long_prompts
 from synthmix.config import Generation
 from synthmix.io import fingerprint
 from synthmix.modelstore import ModelError
@@ -172,12 +172,16 @@ class VLLMBackend:
         llm = self._engine(settings)
         lora = self._lora_request()
         todo = [r for r in requests if r["id"] not in skip]
+        encoded = {r["id"]: prompt_token_ids(self.tokenizer, r) for r in todo}
+        if settings.prompt_overflow == "reject":  # before the first engine call, so nothing is lost
+            lengths = {key: len(ids) for key, ids in encoded.items()}
+            reject_long_prompts(lengths, self.context_length, settings.max_new_tokens, desc)
         with tqdm(total=len(todo), desc=desc, unit="prompt") as bar:
             for start in range(0, len(todo), settings.batch_size):
                 chunk = todo[start : start + settings.batch_size]
                 prompts = []
                 for request in chunk:
-                    ids = prompt_token_ids(self.tokenizer, request)
+                    ids = encoded[request["id"]]
                     kept = fit_context(ids, self.context_length, settings.max_new_tokens)
                     if len(kept) < len(ids):
                         self.truncated_prompts += 1

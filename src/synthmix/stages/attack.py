@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from synthmix.config import PROMPT_SETS, Generation, Params, ParamsError, load_params
+from synthmix.config import PROMPT_SETS, Generation, Params, load_condition_params
 from synthmix.io import DataError, read_jsonl
 from synthmix.modelstore import model_revision
 from synthmix.prompts import chat_messages
@@ -74,9 +74,7 @@ def main(
     models: str = "models/base",
     params_file: str = "params.yaml",
 ) -> None:
-    params = load_params(params_file)
-    if condition not in params.conditions:
-        raise ParamsError(f"{params_file}: conditions.{condition} is not defined")
+    params = load_condition_params(params_file, condition)
     target = params.target
     generation = attack_generation(params)
     run = Run(

@@ -25,7 +25,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from synthmix.config import Collapse, ParamsError, load_params
+from synthmix.config import Collapse, ParamsError, load_condition_params
 from synthmix.io import DataError, ResumableRecords, atomic_write_text, fingerprint, read_jsonl, sha256_file
 from synthmix.metrics import diversity
 from synthmix.modelstore import model_revision
@@ -196,9 +196,7 @@ def main(
     models: str = "models/base",
     params_file: str = "params.yaml",
 ) -> None:
-    params = load_params(params_file)
-    if condition not in params.conditions:
-        raise ParamsError(f"{params_file}: conditions.{condition} is not defined")
+    params = load_condition_params(params_file, condition)
     settings, target = params.collapse, params.target
     embedder = embedding_model_path(settings.embedding_model, Path(params_file).resolve().parent)
     run = Run(

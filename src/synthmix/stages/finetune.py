@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from synthmix.config import ParamsError, load_params
+from synthmix.config import load_condition_params
 from synthmix.io import read_jsonl, write_json
 from synthmix.modelstore import model_revision
 from synthmix.provenance import Run
@@ -16,16 +16,19 @@ from synthmix.provenance import Run
 CURVES = ("train/loss", "eval/loss", "train/learning_rate")
 
 
-def main(condition: str, out: str, mix: str, models: str, metrics: str, params_file: str = "params.yaml") -> None:
-    params = load_params(params_file)
-    if condition not in params.conditions:
-        raise ParamsError(f"{params_file}: conditions.{condition} is not defined")
+def main(
+    condition: str, out: str, mix: str, models: str, metrics: str, params_file: str = "params.yaml"
+) -> None:
+    params = load_condition_params(params_file, condition)
     settings = params.finetune_for(condition)
     target_dir = Path(models) / params.target.model
     run = Run(
         f"finetune@{condition}",
-        {"finetune": settings.model_dump(), "target": params.target.model_dump(),
-         "conditions": {condition: params.conditions[condition].model_dump()}},
+        {
+            "finetune": settings.model_dump(),
+            "target": params.target.model_dump(),
+            "conditions": {condition: params.conditions[condition].model_dump()},
+        },
     )
     out_dir, metrics_dir = Path(out), Path(metrics)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -45,7 +48,18 @@ def main(condition: str, out: str, mix: str, models: str, metrics: str, params_f
 
     if settings.num_processes > 1 and not in_distributed_launch():
         # Multi-GPU: run this same command under `accelerate launch`; its rank 0 writes every output.
-        argv = ["--params", params_file, "finetune", condition, "--out", out, "--mix", mix, "--models", models]
+        argv = [
+            "--params",
+            params_file,
+            "finetune",
+            condition,
+            "--out",
+            out,
+            "--mix",
+            mix,
+            "--models",
+            models,
+        ]
         relaunch(settings, [*argv, "--metrics", metrics])
         return
 
@@ -57,12 +71,20 @@ def main(condition: str, out: str, mix: str, models: str, metrics: str, params_f
     live_logger = Live(str(metrics_dir), dvcyaml=False, save_dvc_exp=False) if main_process else NullLive()
     with live_logger as live:
         summary = train_lora(records, target_dir, out_dir, settings, params.target.system_prompt, live)
-        for key in ("steps", "first_train_loss", "final_train_loss", "best_eval_loss", "train_tokens_per_second"):
+        for key in (
+            "steps",
+            "first_train_loss",
+            "final_train_loss",
+            "best_eval_loss",
+            "train_tokens_per_second",
+        ):
             live.summary[key] = summary[key]
         live.summary["tuned"] = True
     if not main_process:
         return
-    run.write(out_dir, condition=condition, tuned=True, base_model=model_revision(target_dir), training=summary)
+    run.write(
+        out_dir, condition=condition, tuned=True, base_model=model_revision(target_dir), training=summary
+    )
     print(
         f"finetune@{condition}: {summary['steps']} steps, train loss {summary['first_train_loss']:.3f} -> "
         f"{summary['final_train_loss']:.3f}, best eval loss {summary['best_eval_loss']:.3f} -> {out_dir}"

@@ -52,7 +52,9 @@ def answer_all(
         if records.resumed:
             print(f"{desc}: resuming, {records.resumed} of {len(requests)} already answered")
         if len(records.done) < len(requests):
-            backend = load_backend(generation.backend, str(model_dir), str(adapter_dir) if adapter_dir else None)
+            backend = load_backend(
+                generation.backend, str(model_dir), str(adapter_dir) if adapter_dir else None
+            )
             for result in backend.generate(requests, generation, skip=records.done, desc=desc):
                 meta = by_id[result["id"]].get("meta", {})
                 records.add(
@@ -81,11 +83,18 @@ def answer_all(
     }
 
 
-def main(source: str, out: str, prepared: str = "data/prepared", models: str = "models/base",
-         params_file: str = "params.yaml") -> None:
+def main(
+    source: str,
+    out: str,
+    prepared: str = "data/prepared",
+    models: str = "models/base",
+    params_file: str = "params.yaml",
+) -> None:
     params = load_params(params_file)
     if source not in params.sources:
-        raise SystemExit(f"{params_file}: sources.{source} is not defined (defined: {', '.join(params.sources)})")
+        raise SystemExit(
+            f"{params_file}: sources.{source} is not defined (defined: {', '.join(params.sources)})"
+        )
     spec = params.sources[source]
     run = Run(f"generate@{source}", {"sources": {source: spec.model_dump()}})
     requests = []
@@ -95,8 +104,14 @@ def main(source: str, out: str, prepared: str = "data/prepared", models: str = "
         requests.append(request)
     out_dir = Path(out)
     counts = answer_all(
-        requests, out_dir, Path(models) / spec.model, spec.generation,
-        extra={"source": source, "model": spec.model}, desc=f"generate@{source}",
+        requests,
+        out_dir,
+        Path(models) / spec.model,
+        spec.generation,
+        extra={"source": source, "model": spec.model},
+        desc=f"generate@{source}",
     )
     run.write(out_dir, model_revision=model_revision(Path(models) / spec.model), counts=counts)
-    print(f"generate@{source}: {counts['records']} responses ({counts['generated_tokens']} tokens) -> {out_dir}")
+    print(
+        f"generate@{source}: {counts['records']} responses ({counts['generated_tokens']} tokens) -> {out_dir}"
+    )

@@ -7,20 +7,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from synthmix.config import HUMAN, ParamsError, load_params
+from synthmix.config import HUMAN, load_condition_params
 from synthmix.io import read_jsonl, write_json, write_jsonl
 from synthmix.mixing import build_mix, mix_summary
 from synthmix.provenance import Run
 from synthmix.stages.generate import RESPONSES
 
 
-def main(condition: str, out: str, metrics: str, prepared: str = "data/prepared",
-         generated: str = "data/generated", params_file: str = "params.yaml") -> None:
-    params = load_params(params_file)
-    if condition not in params.conditions:
-        raise ParamsError(f"{params_file}: conditions.{condition} is not defined")
+def main(
+    condition: str,
+    out: str,
+    metrics: str,
+    prepared: str = "data/prepared",
+    generated: str = "data/generated",
+    params_file: str = "params.yaml",
+) -> None:
+    params = load_condition_params(params_file, condition)
     spec = params.conditions[condition]
-    run = Run(f"mix@{condition}", {"conditions": {condition: spec.model_dump()}, "mix": params.mix.model_dump()})
+    run = Run(
+        f"mix@{condition}", {"conditions": {condition: spec.model_dump()}, "mix": params.mix.model_dump()}
+    )
     prompts = read_jsonl(Path(prepared) / "train.jsonl", required=("id", "prompt", "response", "category"))
     responses = {}
     for source in spec.mix:
@@ -29,7 +35,9 @@ def main(condition: str, out: str, metrics: str, prepared: str = "data/prepared"
         path = Path(generated) / source / RESPONSES
         records = read_jsonl(path, required=("id", "response", "split"))
         responses[source] = {r["id"]: r["response"] for r in records if r["split"] == "train"}
-    records = build_mix(condition, spec.mix, prompts, responses, params.mix.size, params.mix.seed, params.mix.dedupe)
+    records = build_mix(
+        condition, spec.mix, prompts, responses, params.mix.size, params.mix.seed, params.mix.dedupe
+    )
     out_dir = Path(out)
     write_jsonl(out_dir / "train.jsonl", records)
     summary = mix_summary(records, spec.mix)

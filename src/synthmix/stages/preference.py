@@ -32,7 +32,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from synthmix.config import HUMAN, Params, ParamsError, Preference, _unknown, load_params
+from synthmix.config import (
+    HUMAN,
+    Params,
+    ParamsError,
+    Preference,
+    _unknown,
+    load_condition_params,
+    load_params,
+)
 from synthmix.io import (
     DataError,
     ResumableRecords,
@@ -426,9 +434,7 @@ def main(
     params_file: str = "params.yaml",
 ) -> None:
     """preference@<condition>: judge every pair of candidates in both orders, and each candidate alone."""
-    params = load_params(params_file)
-    if condition not in params.conditions:
-        raise ParamsError(f"{params_file}: conditions.{condition} is not defined")
+    params = load_condition_params(params_file, condition)
     settings = params.preference
     sources = candidate_sources(params)
     # Only preference_metrics uses the self-source; checked here too so that a typo fails before judging.

@@ -41,5 +41,7 @@ def main(out: str = "reports", root: str = ".", params_file: str = "params.yaml"
         figures.preference_heatmap(summary, out_dir),
     ]
     atomic_write_text(out_dir / "summary.json", json.dumps(_json_safe(summary), indent=2) + "\n")
-    atomic_write_text(out_dir / "summary.md", render_markdown(summary, settings.alpha, [str(p) for p in made]))
+    atomic_write_text(
+        out_dir / "summary.md", render_markdown(summary, settings.alpha, [str(p) for p in made])
+    )
     print(f"report: {len(conditions)} conditions -> {out_dir / 'summary.md'} and {len(made)} figures")

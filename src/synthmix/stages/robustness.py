@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from synthmix.config import Params, ParamsError, _unknown, load_params
+from synthmix.config import Params, ParamsError, _unknown, load_condition_params
 from synthmix.io import read_jsonl, write_jsonl
 from synthmix.judge import applies, run_judge
 from synthmix.modelstore import model_revision
@@ -101,9 +101,7 @@ def main(
 ) -> None:
     from synthmix import robustness as rb
 
-    params = load_params(params_file)
-    if condition not in params.conditions:
-        raise ParamsError(f"{params_file}: conditions.{condition} is not defined")
+    params = load_condition_params(params_file, condition)
     judge, scoring = params.robustness.judge, params.robustness.scoring
     judge_model = judge_model_name(params, params_file)
     run = Run(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from synthmix.config import ParamsError, load_params
+from synthmix.config import load_condition_params
 from synthmix.io import read_json
 from synthmix.modelstore import model_revision
 from synthmix.prompts import chat_messages
@@ -22,11 +22,15 @@ def adapter_or_none(adapter: str | Path) -> Path | None:
     return adapter if manifest.get("tuned") else None
 
 
-def main(condition: str, out: str, adapter: str, prepared: str = "data/prepared", models: str = "models/base",
-         params_file: str = "params.yaml") -> None:
-    params = load_params(params_file)
-    if condition not in params.conditions:
-        raise ParamsError(f"{params_file}: conditions.{condition} is not defined")
+def main(
+    condition: str,
+    out: str,
+    adapter: str,
+    prepared: str = "data/prepared",
+    models: str = "models/base",
+    params_file: str = "params.yaml",
+) -> None:
+    params = load_condition_params(params_file, condition)
     target = params.target
     run = Run(f"sample@{condition}", {"target": target.model_dump()})
     requests = [
@@ -41,9 +45,19 @@ def main(condition: str, out: str, adapter: str, prepared: str = "data/prepared"
     adapter_dir = adapter_or_none(adapter)
     out_dir = Path(out)
     counts = answer_all(
-        requests, out_dir, model_dir, target.generation, extra={"condition": condition},
-        adapter_dir=adapter_dir, desc=f"sample@{condition}",
+        requests,
+        out_dir,
+        model_dir,
+        target.generation,
+        extra={"condition": condition},
+        adapter_dir=adapter_dir,
+        desc=f"sample@{condition}",
     )
-    run.write(out_dir, condition=condition, base_model=model_revision(model_dir),
-              adapter=str(adapter_dir) if adapter_dir else None, counts=counts)
+    run.write(
+        out_dir,
+        condition=condition,
+        base_model=model_revision(model_dir),
+        adapter=str(adapter_dir) if adapter_dir else None,
+        counts=counts,
+    )
     print(f"sample@{condition}: {counts['records']} test responses -> {out_dir}")

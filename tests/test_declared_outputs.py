@@ -1,0 +1,129 @@
+"""After `dvc repro`, the project holds exactly what dvc.yaml declares, and nothing else.
+
+The pipeline runs on a tiny random model in a temporary git + DVC repository (tests/dvcproject.py) with one
+source and one tuned condition, through every stage up to the report. Then every file and folder of the
+checkout must be one of: a git-tracked input, git's and DVC's own folders (.git/, .dvc/), dvc.lock, a
+.gitignore that DVC wrote for declared outputs, or a declared output (outs, metrics, plots) or inside one.
+A checkpoint file left behind (`.<name>.partial.jsonl`), a Trainer checkpoint, a DVCLive extra (report.html,
+dvc.yaml) or a stray temporary file would all show up here. Trainer checkpoints go to the system temporary
+folder; that must be empty of synthmix's scratch folders afterwards too.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from dvcproject import clean_env, make_project, ran_stages, written_out
+
+pytestmark = pytest.mark.slow
+
+STAGES = (
+    "models", "prepare", "generate", "mix", "finetune", "sample", "collapse", "data_diversity", "redteam",
+    "attack", "robustness", "preference", "preference_metrics", "report",
+)  # fmt: skip
+
+
+def tiny_study(tiny: dict) -> dict:
+    """One model, one source, one tuned condition, tiny evaluation sizes, no embedding model."""
+    from test_robustness_stages import robustness_params
+
+    params = json.loads(json.dumps(tiny))
+    params["models"] = {"tiny-a": params["models"]["tiny-a"]}
+    params["sources"] = {"alpha": params["sources"]["alpha"]}
+    params["conditions"] = {"single": params["conditions"]["single"]}
+    params["data"].update(max_train_prompts=12, max_test_prompts=4)
+    params["mix"]["size"] = 8
+    params["collapse"] = {"embedding_model": None}
+    params["robustness"] = robustness_params("tiny-a")
+    params["preference"] = {"n_items": 2}
+    params["report"] = {"bootstrap_resamples": 100}
+    return written_out(params)
+
+
+def lock_outputs(root: Path) -> dict[str, list[str]]:
+    """stage -> the output paths dvc.lock records for it (outs, metrics and plots alike)."""
+    lock = yaml.safe_load((root / "dvc.lock").read_text(encoding="utf-8"))
+    return {name: [out["path"] for out in stage.get("outs", [])] for name, stage in lock["stages"].items()}
+
+
+def declared_outputs(root: Path, params: dict) -> set[str]:
+    """Every output path dvc.yaml declares, with foreach expanded over the params (independent of dvc.lock)."""
+    stages = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+    paths = set()
+    for name, stage in stages.items():
+        body = stage.get("do", stage)
+        keys = list(params[stage["foreach"].strip("${}")]) if "foreach" in stage else [None]
+        for key in keys:
+            for section in ("outs", "metrics", "plots"):
+                for entry in body.get(section, []):
+                    path = next(iter(entry)) if isinstance(entry, dict) else entry
+                    paths.add(path.replace("${key}", key) if key is not None else path)
+        assert "${" not in "".join(paths), f"{name}: an output path interpolates more than ${{key}}"
+    return paths
+
+
+def test_repro_leaves_only_declared_outputs(
+    tmp_path: Path, tiny_raw_model: Path, tiny_params_dict: dict
+) -> None:
+    env = clean_env(tmp_path / "home")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env.update(
+        PYTHONPATH=str(tmp_path / "project" / "src"),  # stage commands import the copy
+        PYTHONDONTWRITEBYTECODE="1",  # no __pycache__ in the copied src: every new file is the pipeline's
+        TMPDIR=str(scratch),
+    )
+    params = tiny_study(tiny_params_dict)
+    root = make_project(tmp_path / "project", params, env, stages=STAGES)
+    tracked = set(subprocess.run(["git", "ls-files"], cwd=root, env=env, capture_output=True, text=True,
+                                 check=True).stdout.split())  # fmt: skip
+
+    done = subprocess.run(
+        [sys.executable, "-m", "dvc", "repro"], cwd=root, env=env, capture_output=True, text=True, timeout=900
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert "report" in ran_stages(done.stdout)
+
+    declared = declared_outputs(root, params)
+    recorded = lock_outputs(root)
+    assert {p for paths in recorded.values() for p in paths} == declared
+    missing = sorted(p for p in declared if not (root / p).exists())
+    assert not missing, f"declared but not written: {missing}"
+
+    def inside_output(rel: Path) -> bool:
+        return any(rel == Path(p) or Path(p) in rel.parents for p in declared)
+
+    # DVC's .gitignore files list only declared outputs of their own folder
+    ignores = [p for p in root.rglob(".gitignore") if str(p.relative_to(root)) not in tracked]
+    for ignore in ignores:
+        folder = ignore.parent.relative_to(root)
+        for line in filter(None, ignore.read_text(encoding="utf-8").splitlines()):
+            assert line.startswith("/") and str(folder / line[1:]) in declared, f"{ignore}: {line}"
+
+    allowed_files = tracked | {"dvc.lock"} | {str(p.relative_to(root)) for p in ignores}
+    needed_dirs = {parent for p in allowed_files | declared for parent in Path(p).parents}
+    stray = []
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if rel.parts[0] in (".git", ".dvc") or inside_output(rel):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            if rel not in needed_dirs:
+                stray.append(f"{rel}/")
+        elif str(rel) not in allowed_files:
+            stray.append(str(rel))
+    assert not stray, f"files that no stage declares: {stray}"
+
+    # inside declared folders: no checkpoint or temporary files either
+    hidden = [
+        str(p.relative_to(root)) for out in declared for p in (root / out).rglob("*")
+        if (root / out).is_dir() and p.name.endswith((".partial", ".partial.jsonl", ".tmp"))
+    ]  # fmt: skip
+    assert not hidden, hidden
+    leftovers = sorted(p.name for p in scratch.iterdir() if p.name.startswith(("synthmix", ".synthmix")))
+    assert not leftovers, f"scratch folders left in the temporary folder: {leftovers}"
