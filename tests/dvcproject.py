@@ -64,8 +64,10 @@ def clean_env(home: Path) -> dict[str, str]:
 
 
 def written_out(params: dict) -> dict:
-    """`params` validated, with every key spelt out (defaults and nulls too): DVC refuses to run a stage
-    whose declared params are missing from params.yaml, and the schema's defaults are not in the file."""
+    """`params` validated, with every key spelt out (defaults and nulls too): dvc.yaml lists keys (e.g.
+    target.system_prompt) that the schema fills with defaults, and DVC refuses to run a stage whose params are
+    missing from the file. Sections `params` leaves out (e.g. the evaluation stages') get the schema's
+    defaults, which name no model or source of the project's params.yaml."""
     from synthmix.config import parse_params
 
     plain = json.loads(json.dumps(params))  # a plain copy: tiny params share one `generation` dict

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from dvcproject import written_out
 
 from synthmix.io import read_json, read_jsonl
 
@@ -94,18 +95,6 @@ def stages(*names: str) -> set[str]:
     return {f"{name}@{c}" for name in names for c in CONDITIONS}
 
 
-def full_params(tiny: dict) -> dict:
-    """The tiny params with every key spelt out: dvc.yaml lists keys (e.g. target.system_prompt) that the
-    schema fills with defaults, and DVC refuses to run a stage whose params are missing from the file.
-    Sections the tiny params leave out (the evaluation stages') get the schema's defaults, which name no
-    model or source of the project's params.yaml.
-    """
-    from synthmix.config import parse_params
-
-    data = json.loads(json.dumps(tiny))  # a plain copy: the tiny sources share one `generation` dict
-    return parse_params(data, "tiny params").model_dump(mode="json")
-
-
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory: pytest.TempPathFactory, tiny_raw_model: Path) -> Path:
     from conftest import tiny_params
@@ -117,7 +106,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory, tiny_raw_model: Path) -> 
     )
     (root / ".gitignore").write_text("__pycache__/\n", encoding="utf-8")
     (root / "params.yaml").write_text(
-        yaml.safe_dump(full_params(tiny_params(tiny_raw_model)), sort_keys=False)
+        yaml.safe_dump(written_out(tiny_params(tiny_raw_model)), sort_keys=False)
     )
     sh(root, "git", "init", "-q", "-b", "main")
     sh(root, "git", "config", "user.name", "synthmix tests")

@@ -167,6 +167,7 @@ def walkthrough(tiny_raw_model: Path, tmp_path_factory: pytest.TempPathFactory):
     finally:
         walk.run("dvc", "queue", "stop", "--kill", check=False)  # the worker this test started, if still up
         print("seconds:", {name: round(s) for name, s in walk.seconds.items()})
+        print(walk.outputs.get("compare", ""))  # the README's table, with `pytest -s`
 
 
 def readme_experiments() -> dict[str, tuple[float, float]]:

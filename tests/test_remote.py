@@ -12,9 +12,7 @@ import hashlib
 import os
 import re
 import secrets
-import shutil
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +20,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 import yaml
+from dvcproject import clean_env as _base_env
+from dvcproject import make_project, readme_blocks
+from dvcproject import ran_stages as _ran_stages
 
 if TYPE_CHECKING:
     from seaweed import SeaweedS3
@@ -57,16 +58,9 @@ CREDENTIAL_KEYS = {
 # helpers
 
 
-def team_blocks(readme: Path = REPO / "README.md") -> list[str]:
+def team_blocks() -> list[str]:
     """The ```sh blocks of the README section `README_SECTION`, in order."""
-    text = readme.read_text(encoding="utf-8") if readme.exists() else ""
-    match = re.search(rf"^## {README_SECTION}\s*$(.*?)(?=^## |\Z)", text, flags=re.M | re.S)
-    assert match, f"{readme}: no '## {README_SECTION}' section; tests/test_remote.py runs its sh blocks"
-    return [block.strip() for block in re.findall(r"^```sh\n(.*?)^```", match.group(1), flags=re.M | re.S)]
-
-
-def _ran_stages(output: str) -> list[str]:
-    return re.findall(r"Running stage '([^']+)'", output)
+    return readme_blocks(README_SECTION)
 
 
 def _tree_digest(path: Path) -> dict[str, str]:
@@ -148,47 +142,12 @@ class Team:
         }
 
 
-def _base_env(home: Path) -> dict[str, str]:
-    """A clean environment: the venv first on PATH, a private HOME (no ~/.aws, no global git or DVC config)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DVC_", "GIT_"))}
-    env.update(
-        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
-        HOME=str(home),
-        XDG_CONFIG_HOME=str(home / ".config"),
-        XDG_CACHE_HOME=str(home / ".cache"),
-        DVC_SITE_CACHE_DIR=str(home / "dvc-site-cache"),
-        DVC_NO_ANALYTICS="1",
-        HF_HUB_OFFLINE="1",
-        OMP_NUM_THREADS="1",
-        TOKENIZERS_PARALLELISM="false",
-        GIT_AUTHOR_NAME="Synthmix Test",
-        GIT_AUTHOR_EMAIL="test@example.org",
-        GIT_COMMITTER_NAME="Synthmix Test",
-        GIT_COMMITTER_EMAIL="test@example.org",
-        GIT_CONFIG_NOSYSTEM="1",
-        # Without credentials botocore would ask the EC2 metadata service (169.254.169.254): loopback only here.
-        AWS_EC2_METADATA_DISABLED="true",
-    )
-    return env
-
-
 def _make_project(root: Path, raw_model: Path, env: dict[str, str]) -> Path:
     """The tiny project as a bare git repo (the team's git remote); returns its path."""
     from conftest import tiny_params
 
     from synthmix.config import Params
 
-    work = root / "project"
-    work.mkdir()
-    shutil.copytree(REPO / "src", work / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    for name in (".gitignore", ".dvcignore", "pyproject.toml"):
-        shutil.copy(REPO / name, work / name)
-    spec = yaml.safe_load((REPO / "dvc.yaml").read_text())
-    missing = [s for s in CORE_STAGES if s not in spec["stages"]]
-    assert not missing, f"dvc.yaml lost the stages {missing}; update CORE_STAGES in {__file__}"
-    spec["stages"] = {name: stage for name, stage in spec["stages"].items() if name in CORE_STAGES}
-    spec.pop("plots", None)  # top-level plots read evaluation outputs that the cut pipeline does not make
-    (work / "dvc.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     # One model, one source, one tuned condition: every kind of output, and few stage processes (each one
     # spends seconds importing torch).
     params = tiny_params(raw_model)
@@ -197,16 +156,11 @@ def _make_project(root: Path, raw_model: Path, env: dict[str, str]) -> Path:
     params["conditions"] = {"single": params["conditions"]["single"]}
     # Every params key a stage declares must exist in params.yaml: write the validated params with defaults.
     full = Params.model_validate(params).model_dump(mode="json", exclude_none=True)
-    (work / "params.yaml").write_text(yaml.safe_dump(full, sort_keys=False))
+    work = make_project(root / "project", full, env, CORE_STAGES, "synthmix (tiny)")
 
     def git(*args: str, cwd: Path = work) -> None:
         subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True)
 
-    git("init", "-q", "-b", "main")
-    subprocess.run(["dvc", "init", "-q"], cwd=work, env=env, check=True, capture_output=True)
-    shutil.copy(REPO / ".dvc" / "config", work / ".dvc" / "config")  # the committed default remote
-    git("add", "-A")
-    git("commit", "-q", "-m", "synthmix (tiny)")
     origin = root / "origin.git"
     git("init", "-q", "--bare", "-b", "main", str(origin), cwd=root)  # -b main: see notes/stack.md gotcha 13
     git("push", "-q", str(origin), "main")
