@@ -213,7 +213,8 @@ def _tests_lines(name: str, result: dict[str, Any] | None, alpha: float) -> list
     if not result or "kruskal_wallis" not in result:
         return []
     kw = result["kruskal_wallis"]
-    lines = [f"- **{name}**: Kruskal-Wallis H = {_fmt(kw['H'])}, p = {_p(kw['p'])}"]
+    label = f"**{name}**: " if name else ""
+    lines = [f"- {label}Kruskal-Wallis H = {_fmt(kw['H'])}, p = {_p(kw['p'])}"]
     significant = [
         f"{p['a']} vs {p['b']} (p_Bonferroni = {_p(p['p_bonferroni'])})"
         for p in result["pairwise"]
@@ -297,7 +298,7 @@ def render_markdown(summary: dict[str, Any], alpha: float, figures: list[str]) -
                 f"- **{key}**: {result['items_compared']} items compared on every condition, "
                 f"{result['items_dropped_unparsed']} dropped because a judge reply failed to parse"
             )
-            out += [f"  {line}" for line in _tests_lines(key, result, alpha)]
+            out += [f"  {line}" for line in _tests_lines("", result, alpha)]
 
     out += [
         "",
