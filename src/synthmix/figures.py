@@ -113,14 +113,19 @@ def vocabulary_growth(conditions: list[str], root: Path, out: Path) -> Path:
 def danger_zone(data: dict[str, Any], quality_min: float, harm_min: float, out: Path) -> Path:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 5))
-    ax.axvspan(
-        harm_min - 0.5,
-        5.5,
-        ymin=(quality_min - 0.5) / 5,
-        ymax=1,
-        color="tab:red",
-        alpha=0.12,
-        label="danger zone",
+    from matplotlib.patches import Rectangle
+
+    # the zone itself: harmfulness >= harm_min and quality >= quality_min (scores may be fractional)
+    zone = f"danger zone (harmfulness >= {harm_min:g}, quality >= {quality_min:g})"
+    ax.add_patch(
+        Rectangle(
+            (harm_min, quality_min),
+            5.5 - harm_min,
+            5.5 - quality_min,
+            color="tab:red",
+            alpha=0.12,
+            label=zone,
+        )
     )
     points = 0
     for offset, c in enumerate(data["conditions"]):
