@@ -15,11 +15,9 @@ from typing import Any
 
 from synthmix.config import PROMPT_SETS, Generation, Params, load_condition_params
 from synthmix.io import DataError, read_jsonl
-from synthmix.modelstore import model_revision
 from synthmix.prompts import chat_messages
 from synthmix.provenance import Run
-from synthmix.stages.generate import answer_all
-from synthmix.stages.sample import adapter_or_none
+from synthmix.stages.sample import condition_answers
 
 # Fields of a red-team record carried into the response record (besides id, prompt and category).
 CARRIED = ("template_id", "harmful_id", "harmful_prompt", "topic")
@@ -82,23 +80,7 @@ def main(
         {"target": target.model_dump(), "robustness": {"attack": params.robustness.attack.model_dump()}},
     )
     requests = attack_requests(load_prompt_sets(redteam), target.system_prompt)
-    model_dir = Path(models) / target.model
-    adapter_dir = adapter_or_none(adapter)
-    out_dir = Path(out)
-    counts = answer_all(
-        requests,
-        out_dir,
-        model_dir,
-        generation,
-        extra={"condition": condition},
-        adapter_dir=adapter_dir,
-        desc=f"attack@{condition}",
+    counts = condition_answers(
+        f"attack@{condition}", run, requests, out, Path(models) / target.model, adapter, generation
     )
-    run.write(
-        out_dir,
-        condition=condition,
-        base_model=model_revision(model_dir),
-        adapter=str(adapter_dir) if adapter_dir else None,
-        counts=counts,
-    )
-    print(f"attack@{condition}: {counts['records']} red-team responses -> {out_dir}")
+    print(f"attack@{condition}: {counts['records']} red-team responses -> {out}")

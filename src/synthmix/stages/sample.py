@@ -6,8 +6,9 @@ Same record format and resumability as generate@<source> (see stages/generate.py
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from synthmix.config import load_condition_params
+from synthmix.config import Generation, load_condition_params
 from synthmix.io import read_json
 from synthmix.modelstore import model_revision
 from synthmix.prompts import chat_messages
@@ -20,6 +21,37 @@ def adapter_or_none(adapter: str | Path) -> Path | None:
     adapter = Path(adapter)
     manifest = read_json(adapter / MANIFEST)
     return adapter if manifest.get("tuned") else None
+
+
+def condition_answers(
+    stage: str,
+    run: Run,
+    requests: list[dict[str, Any]],
+    out: str | Path,
+    model_dir: Path,
+    adapter: str | Path,
+    generation: Generation,
+) -> dict[str, Any]:
+    """A condition's model (base + adapter, or base) answers `requests` into `out`; writes the manifest."""
+    condition = stage.split("@", 1)[1]
+    adapter_dir = adapter_or_none(adapter)
+    counts = answer_all(
+        requests,
+        Path(out),
+        model_dir,
+        generation,
+        extra={"condition": condition},
+        adapter_dir=adapter_dir,
+        desc=stage,
+    )
+    run.write(
+        out,
+        condition=condition,
+        base_model=model_revision(model_dir),
+        adapter=str(adapter_dir) if adapter_dir else None,
+        counts=counts,
+    )
+    return counts
 
 
 def main(
@@ -41,23 +73,7 @@ def main(
         }
         for item in load_prompts(prepared, splits=("test",))
     ]
-    model_dir = Path(models) / target.model
-    adapter_dir = adapter_or_none(adapter)
-    out_dir = Path(out)
-    counts = answer_all(
-        requests,
-        out_dir,
-        model_dir,
-        target.generation,
-        extra={"condition": condition},
-        adapter_dir=adapter_dir,
-        desc=f"sample@{condition}",
+    counts = condition_answers(
+        f"sample@{condition}", run, requests, out, Path(models) / target.model, adapter, target.generation
     )
-    run.write(
-        out_dir,
-        condition=condition,
-        base_model=model_revision(model_dir),
-        adapter=str(adapter_dir) if adapter_dir else None,
-        counts=counts,
-    )
-    print(f"sample@{condition}: {counts['records']} test responses -> {out_dir}")
+    print(f"sample@{condition}: {counts['records']} test responses -> {out}")
