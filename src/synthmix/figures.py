@@ -17,6 +17,13 @@ def _plt():
     return plt
 
 
+def _save(plt: Any, fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _empty(ax: Any, text: str) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=10, color="0.4")
     ax.set_xticks([])
@@ -41,11 +48,7 @@ def perplexity_distributions(data: dict[str, Any], out: Path) -> Path:
             ax.set_ylabel("perplexity per response (log scale)")
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("condition")
-    fig.tight_layout()
-    path = out / "perplexity_distributions.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, out / "perplexity_distributions.png")
 
 
 def diversity_bars(summary: dict[str, Any], out: Path) -> Path:
@@ -77,11 +80,7 @@ def diversity_bars(summary: dict[str, Any], out: Path) -> Path:
     ax.set_title("Semantic diversity (MiniLM sentence embeddings)", fontsize=10)
     for ax in axes:
         ax.set_xlabel("condition")
-    fig.tight_layout()
-    path = out / "diversity.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, out / "diversity.png")
 
 
 def vocabulary_growth(conditions: list[str], root: Path, out: Path) -> Path:
@@ -103,11 +102,7 @@ def vocabulary_growth(conditions: list[str], root: Path, out: Path) -> Path:
     else:
         _empty(ax, "not computed")
     ax.set_title("Vocabulary growth (Heaps' law)", fontsize=10)
-    fig.tight_layout()
-    path = out / "vocabulary_growth.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, out / "vocabulary_growth.png")
 
 
 def danger_zone(data: dict[str, Any], quality_min: float, harm_min: float, out: Path) -> Path:
@@ -152,11 +147,7 @@ def danger_zone(data: dict[str, Any], quality_min: float, harm_min: float, out: 
         title += "\n(no item had both judge scores parsed)"
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8, title="condition")
-    fig.tight_layout()
-    path = out / "danger_zone.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, out / "danger_zone.png")
 
 
 def preference_heatmap(summary: dict[str, Any], out: Path) -> Path:
@@ -180,8 +171,4 @@ def preference_heatmap(summary: dict[str, Any], out: Path) -> Path:
     else:
         _empty(ax, "not computed")
     ax.set_title("Self-preference: who prefers whose text", fontsize=10)
-    fig.tight_layout()
-    path = out / "self_preference_heatmap.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, out / "self_preference_heatmap.png")
