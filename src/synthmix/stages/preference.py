@@ -37,7 +37,6 @@ from synthmix.config import (
     Params,
     ParamsError,
     Preference,
-    _unknown,
     load_condition_params,
     load_params,
 )
@@ -81,23 +80,18 @@ RATINGS = ("1", "2", "3", "4", "5")
 
 
 def candidate_sources(params: Params) -> list[str]:
-    """`preference.sources`, or every source plus the human reference; each name checked against params."""
-    valid = [*params.sources, HUMAN]
-    chosen = params.preference.sources or valid
-    problems = [
-        _unknown("preference.sources", s, valid, "source (or 'human')") for s in chosen if s not in valid
-    ]
-    if problems:
-        raise ParamsError("; ".join(problems))
-    return list(chosen)
+    """`preference.sources`, or every source plus the human reference (names checked by Params)."""
+    return list(params.preference.sources or [*params.sources, HUMAN])
 
 
 def resolve_self_source(params: Params, sources: Sequence[str]) -> str:
-    """`preference.self_source`, or `target.own_source`; it must be a model source among the candidates."""
+    """`preference.self_source`, or `target.own_source`; it must be among `sources`, the candidates judged.
+
+    Params already checks both against params.yaml; this checks them against a judgements folder, whose
+    candidate set may come from an earlier run.
+    """
     self_source = params.preference.self_source or params.target.own_source
     key = "preference.self_source" if params.preference.self_source else "target.own_source"
-    if self_source not in params.sources:
-        raise ParamsError(_unknown(key, self_source, list(params.sources), "source"))
     if self_source not in sources:
         raise ParamsError(
             f"{key}: '{self_source}' is the judge's own source but not a candidate "
@@ -437,8 +431,6 @@ def main(
     params = load_condition_params(params_file, condition)
     settings = params.preference
     sources = candidate_sources(params)
-    # Only preference_metrics uses the self-source; checked here too so that a typo fails before judging.
-    resolve_self_source(params, sources)
     judging = settings.model_dump(exclude={"self_source", "gold_labels"})
     run = Run(f"preference@{condition}", {"preference": judging, "target": {"model": params.target.model}})
     candidates = load_candidates(prepared, generated, sources, settings)

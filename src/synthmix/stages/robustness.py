@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from synthmix.config import Params, ParamsError, _unknown, load_condition_params
+from synthmix.config import Params, load_condition_params
 from synthmix.io import read_jsonl, write_jsonl
 from synthmix.judge import applies, run_judge
 from synthmix.modelstore import model_revision
@@ -29,14 +29,9 @@ from synthmix.stages.generate import RESPONSES
 SCORES = "scores.jsonl"
 
 
-def judge_model_name(params: Params, params_file: str = "params.yaml") -> str:
-    """robustness.judge.model, or the target model when it is null; must be a key of `models`."""
-    name = params.robustness.judge.model or params.target.model
-    if name not in params.models:
-        raise ParamsError(
-            f"{params_file}: " + _unknown("robustness.judge.model", name, list(params.models), "model")
-        )
-    return name
+def judge_model_name(params: Params) -> str:
+    """robustness.judge.model, or the target model when it is null (Params checks it names a model)."""
+    return params.robustness.judge.model or params.target.model
 
 
 def _mean(values: Sequence[float | int | None]) -> float | None:
@@ -103,7 +98,7 @@ def main(
 
     params = load_condition_params(params_file, condition)
     judge, scoring = params.robustness.judge, params.robustness.scoring
-    judge_model = judge_model_name(params, params_file)
+    judge_model = judge_model_name(params)
     run = Run(
         f"robustness@{condition}",
         {"robustness": {"judge": judge.model_dump(), "scoring": scoring.model_dump()}},
