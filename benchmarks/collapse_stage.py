@@ -90,9 +90,12 @@ def main() -> None:
         root = Path(scratch)
         build_layout(repo, root)
         times = {}
+        from synthmix.config import load_params
+
+        seed = load_params(root / "params.yaml").seeds[0]
         for condition in ("untuned", "tuned"):
             times[f"collapse@{condition}"] = timed(
-                ["collapse", condition, "--out", f"data/collapse/{condition}", "--samples",
+                ["collapse", condition, "--seed", str(seed), "--out", f"data/collapse/{condition}", "--samples",
                  f"data/samples/{condition}", "--adapter", f"models/adapters/{condition}",
                  "--metrics", f"metrics/collapse/{condition}"],
                 root,

@@ -26,7 +26,7 @@ def training_throughput(examples: int, steps: int) -> None:
     from synthmix.training import train_lora
 
     params = load_params("params.yaml")
-    settings = params.finetune.model_copy(update={"max_steps": steps, "eval_steps": steps})
+    settings = params.finetune.model_copy(update={"max_steps": steps, "eval_steps": steps, "seed": params.seeds[0]})
     records = [
         {"id": r["id"], "prompt": r["instruction"], "response": r["response"][:600]}
         for r in load_pydoc()[:examples]

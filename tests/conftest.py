@@ -51,7 +51,7 @@ def tiny_params(tiny_raw_model: Path) -> dict:
     """A params dict for a fast pipeline on two tiny random models (same shape as params.yaml)."""
     generation = {"temperature": 0.7, "top_p": 0.9, "max_new_tokens": 8, "batch_size": 4, "seed": 42}
     return {
-        "seed": 42,
+        "seeds": [42],
         "models": {"tiny-a": {"path": str(tiny_raw_model)}, "tiny-b": {"path": str(tiny_raw_model)}},
         "data": {
             "dataset": "pydoc",
@@ -63,7 +63,8 @@ def tiny_params(tiny_raw_model: Path) -> dict:
             "alpha": {"model": "tiny-a", "generation": generation},
             "beta": {"model": "tiny-b", "prompt_format": "fewshot", "generation": generation},
         },
-        "target": {"model": "tiny-a", "own_source": "alpha", "generation": generation},
+        # the target samples with each run seed (`seeds`), so its generation settings name none
+        "target": {"model": "tiny-a", "own_source": "alpha", "generation": {**generation, "seed": None}},
         "conditions": {
             "vanilla": {"mix": {}},
             "human": {"mix": {"human": 1.0}},

@@ -87,7 +87,10 @@ def cut_pipeline(stages: Sequence[str] | None) -> dict:
     for plot in list(spec.get("plots") or []):
         ((_, options),) = plot.items()
         files = list((options or {}).get("y") or {}) if isinstance(options, dict) else []
-        templated = {re.sub(r"/(vanilla|human|single|multi)/", "/${key}/", f) for f in files}
+        templated = {
+            re.sub(r"/(vanilla|human|single|multi)/(\d+)/", "/${item.condition}/${item.seed}/", f)
+            for f in files
+        }
         if not files or not all(f in made for f in templated):
             spec["plots"].remove(plot)
     if not spec.get("plots"):

@@ -111,6 +111,8 @@ def test_backend_is_chosen_per_source_target_and_judge(tiny_params_dict: dict) -
     assert params.sources["alpha"].generation.backend == "transformers"
     assert params.sources["beta"].generation.backend == "openai"
     assert params.target.generation.tensor_parallel_size == 4
+    run = params.target.generation.for_seed(7)  # what sample@<condition>-7 runs with: the backend stays
+    assert (run.backend, run.tensor_parallel_size, run.seed) == ("vllm", 4, 7)
     assert params.robustness.judge.generation.api_key_env == "OPENAI_API_KEY"
 
 
@@ -412,12 +414,15 @@ def test_adapters_are_asked_for_by_name(tiny_model: Path, tmp_path: Path) -> Non
     torch.manual_seed(0)
     base = AutoModelForCausalLM.from_pretrained(tiny_model)
     config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
-    adapter = tmp_path / "adapters" / "single"
+    adapter = (
+        tmp_path / "adapters" / "single" / "42"
+    )  # run single-42's folder, as finetune@single-42 writes it
     get_peft_model(base, config).save_pretrained(adapter)
     requests = _requests(4)
     local = Generation(temperature=0.0, max_new_tokens=8, batch_size=1)
     answer_all(requests, tmp_path / "tf", tiny_model, local, {"condition": "single"}, adapter_dir=adapter)
-    with TinyOpenAIServer({"tiny": (tiny_model, None), "single": (tiny_model, adapter)}) as server:
+    # served as `vllm serve ... --lora-modules single-42=models/adapters/single/42` would serve it
+    with TinyOpenAIServer({"tiny": (tiny_model, None), "single-42": (tiny_model, adapter)}) as server:
         answer_all(
             requests,
             tmp_path / "api",
@@ -426,10 +431,18 @@ def test_adapters_are_asked_for_by_name(tiny_model: Path, tmp_path: Path) -> Non
             {"condition": "single"},
             adapter_dir=adapter,
         )
-        assert {e["model"] for e in server.log} == {"single"}
+        assert {e["model"] for e in server.log} == {"single-42"}
     tf = read_jsonl(tmp_path / "tf" / "responses.jsonl")
     api = read_jsonl(tmp_path / "api" / "responses.jsonl")
     assert [r["response"] for r in api] == [r["response"] for r in tf]
+
+
+def test_adapter_served_name_is_the_run_name() -> None:
+    from synthmix.backends.openai_backend import adapter_name
+
+    assert adapter_name(Path("models/adapters/single/42")) == "single-42"  # sample@single-42's adapter
+    assert adapter_name(Path("models/adapters/multi/7")) == "multi-7"
+    assert adapter_name(Path("elsewhere/my-adapter")) == "my-adapter"  # a folder outside the layout
 
 
 # ---- multi-GPU training launcher ----
@@ -446,7 +459,7 @@ def _parsed(command: list[str]) -> Any:
 def test_ddp_launch_command() -> None:
     from synthmix.launch import accelerate_command
 
-    argv = ["--params", "p.yaml", "finetune", "single", "--out", "models/adapters/single"]
+    argv = ["--params", "p.yaml", "finetune", "single", "--seed", "42", "--out", "models/adapters/single/42"]
     command = accelerate_command(Finetune(num_processes=2), argv, "bf16", port=12345)
     args = _parsed(command)
     assert (args.num_processes, args.num_machines, args.main_process_port) == (2, 1, 12345)
@@ -509,17 +522,28 @@ def test_finetune_relaunches_itself_on_two_processes(
     (tmp_path / "mix" / "train.jsonl").write_text(
         "".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8"
     )
-    command = [sys.executable, "-m", "synthmix", "finetune", "single", "--out", "adapter", "--mix", "mix"]
-    command += ["--models", "models/base", "--metrics", "metrics"]
+    adapter, metrics = (
+        tmp_path / "models" / "adapters" / "single" / "42",
+        tmp_path / "metrics" / "single" / "42",
+    )
+    command = [sys.executable, "-m", "synthmix", "finetune", "single", "--seed", "42", "--out", str(adapter)]
+    command += ["--mix", "mix", "--models", "models/base", "--metrics", str(metrics)]
     done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "launching 2 processes (ddp)" in done.stdout
-    assert done.stdout.count("finetune@single:") == 1  # rank 0 only
-    training = json.loads((tmp_path / "adapter" / "manifest.json").read_text())["training"]
+    assert done.stdout.count("finetune@single-42:") == 1  # rank 0 only
+    manifest = json.loads((adapter / "manifest.json").read_text())
+    # the relaunched processes got the run seed (--seed is passed on to `accelerate launch`)
+    assert (manifest["stage"], manifest["seed"], manifest["params"]["finetune"]["seed"]) == (
+        "finetune@single-42",
+        42,
+        42,
+    )
+    training = manifest["training"]
     # 16 training examples (4 held out), 4 per device x 1 accumulation x 2 processes = 8 per step
     assert (training["train_examples"], training["steps"], training["steps_per_epoch"]) == (16, 2, 2)
-    assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
-    assert not (tmp_path / "adapter" / "training_args.bin").exists()
-    loss = (tmp_path / "metrics" / "plots" / "metrics" / "train" / "loss.tsv").read_text().split("\n")
+    assert (adapter / "adapter_model.safetensors").is_file()
+    assert not (adapter / "training_args.bin").exists()
+    loss = (metrics / "plots" / "metrics" / "train" / "loss.tsv").read_text().split("\n")
     steps = [line.split("\t")[0] for line in loss[1:] if line]
     assert steps == ["1", "2"]  # one writer: no step logged twice

@@ -46,6 +46,7 @@ traceback for a user; one real `python -m synthmix` process where timing matters
  35   a key dvc.yaml needs missing from params.yaml (check-params) here: test_check_params_reports_keys_...
  36   a model key dvc.yaml puts in a path left null                here: test_check_params_reports_keys_...
  37   a stage run for a condition that is not defined              here: test_undefined_condition
+ 37b  a per-run stage run for a seed not listed in `seeds`         here: test_unlisted_seed (and test_cli.py)
  38   prepared data missing (stage run before prepare)             here: test_prepared_data_missing
  39   model folder not materialised (no model.json)                here: test_model_folder_not_materialised
  40   adapter folder without its manifest                          here: test_adapter_folder_without_manifest
@@ -113,14 +114,15 @@ def dump(path: Path, data: dict) -> Path:
 
 @pytest.fixture
 def project(tmp_path: Path, tiny_model: Path, tiny_params_dict: dict) -> dict:
-    """params.yaml, prepared prompts, models/base/tiny-a (tiny-b not materialised), a vanilla adapter manifest."""
+    """params.yaml, prepared prompts, models/base/tiny-a (tiny-b not materialised), the adapter manifest of
+    run vanilla-42 (models/adapters/vanilla/42, as finetune@vanilla-42 writes it)."""
     from test_generate import make_prepared
 
     params = json.loads(json.dumps(tiny_params_dict))  # break the shared `generation` dict
     models = tmp_path / "models" / "base"
     models.mkdir(parents=True)
     (models / "tiny-a").symlink_to(tiny_model, target_is_directory=True)
-    write_json(tmp_path / "models" / "adapters" / "vanilla" / "manifest.json", {"tuned": False})
+    write_json(tmp_path / "models" / "adapters" / "vanilla" / "42" / "manifest.json", {"tuned": False})
     return {
         "root": tmp_path,
         "params": params,
@@ -180,9 +182,10 @@ def test_check_params_reports_keys_dvc_yaml_needs(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.startswith("error: params.yaml: 2 key(s) that dvc.yaml needs:"), done.stderr
-    assert "target.system_prompt: missing, but stage finetune@" in done.stderr
+    # the stages a DVC matrix (condition x seed) generates are named as DVC names them
+    assert "target.system_prompt: missing, but stage finetune@vanilla-42 in dvc.yaml" in done.stderr
     assert "write it out explicitly" in done.stderr
-    assert "robustness.judge.model: is null, but stage robustness@" in done.stderr
+    assert "robustness.judge.model: is null, but stage robustness@vanilla-42" in done.stderr
     assert "uses it in a path; name the model" in done.stderr
     assert "Traceback" not in done.stderr
 
@@ -193,10 +196,26 @@ def test_check_params_reports_keys_dvc_yaml_needs(tmp_path: Path) -> None:
 def test_undefined_condition(project: dict, capsys: pytest.CaptureFixture[str]) -> None:
     p = project
     code, err = cli(
-        capsys, "--params", str(p["params_file"]), "sample", "nosuch", "--out", str(p["root"] / "s"),
-        "--adapter", str(p["root"] / "a"), "--prepared", str(p["prepared"]), "--models", str(p["models"]),
+        capsys, "--params", str(p["params_file"]), "sample", "nosuch", "--seed", "42",
+        "--out", str(p["root"] / "s"), "--adapter", str(p["root"] / "a"), "--prepared", str(p["prepared"]),
+        "--models", str(p["models"]),
     )  # fmt: skip
     assert_error(code, err, "unknown condition 'nosuch' (defined: vanilla, human, single, multi)")
+
+
+def test_unlisted_seed(project: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    """A run seed that params `seeds` does not list is refused before anything is loaded or written."""
+    p = project
+    out = p["root"] / "samples" / "vanilla" / "43"
+    code, err = cli(
+        capsys, "--params", str(p["params_file"]), "sample", "vanilla", "--seed", "43", "--out", str(out),
+        "--adapter", str(p["root"] / "models" / "adapters" / "vanilla" / "42"),
+        "--prepared", str(p["prepared"]), "--models", str(p["models"]),
+    )  # fmt: skip
+    assert_error(
+        code, err, f"{p['params_file']}: seeds: seed 43 is not listed (seeds: [42])", "add it to `seeds`"
+    )
+    assert not out.exists() and not (out.parent / ".43.partial.jsonl").exists()
 
 
 def test_prepared_data_missing(project: dict, capsys: pytest.CaptureFixture[str]) -> None:
@@ -223,10 +242,11 @@ def test_model_folder_not_materialised(project: dict, capsys: pytest.CaptureFixt
 
 def test_adapter_folder_without_manifest(project: dict, capsys: pytest.CaptureFixture[str]) -> None:
     p = project
-    adapter = p["root"] / "models" / "adapters" / "single"  # finetune@single never ran
+    adapter = p["root"] / "models" / "adapters" / "single" / "42"  # finetune@single-42 never ran
     code, err = cli(
-        capsys, "--params", str(p["params_file"]), "sample", "single", "--out", str(p["root"] / "s"),
-        "--adapter", str(adapter), "--prepared", str(p["prepared"]), "--models", str(p["models"]),
+        capsys, "--params", str(p["params_file"]), "sample", "single", "--seed", "42",
+        "--out", str(p["root"] / "s"), "--adapter", str(adapter), "--prepared", str(p["prepared"]),
+        "--models", str(p["models"]),
     )  # fmt: skip
     assert_error(code, err, f"{adapter / 'manifest.json'}: file not found")
 
@@ -333,8 +353,9 @@ def _long_prompt_project(project: dict, overflow: str) -> tuple[dict, int]:
 
 def _sample_argv(p: dict) -> list[str]:
     return [
-        "--params", str(p["params_file"]), "sample", "vanilla", "--out", str(p["root"] / "samples" / "vanilla"),
-        "--adapter", str(p["root"] / "models" / "adapters" / "vanilla"), "--prepared", str(p["prepared"]),
+        "--params", str(p["params_file"]), "sample", "vanilla", "--seed", "42",
+        "--out", str(p["root"] / "samples" / "vanilla" / "42"),
+        "--adapter", str(p["root"] / "models" / "adapters" / "vanilla" / "42"), "--prepared", str(p["prepared"]),
         "--models", str(p["models"]),
     ]  # fmt: skip
 
@@ -348,7 +369,7 @@ def test_long_prompt_is_truncated_and_counted(project: dict, capsys: pytest.Capt
     ):
         code, err = cli(capsys, *_sample_argv(p))
     assert code == 0, err
-    out = p["root"] / "samples" / "vanilla"
+    out = p["root"] / "samples" / "vanilla" / "42"
     records = {r["id"]: r for r in read_jsonl(out / "responses.jsonl")}
     assert len(records) == 3 and records[LONG_PROMPT_ID]["n_prompt_tokens"] == keep
     assert all(r["n_prompt_tokens"] < keep for key, r in records.items() if key != LONG_PROMPT_ID)
@@ -361,13 +382,13 @@ def test_long_prompt_is_rejected_before_generating(project: dict, capsys: pytest
     code, err = cli(capsys, *_sample_argv(p))
     assert_error(
         code, err,
-        f"sample@vanilla: prompt '{LONG_PROMPT_ID}' has {n_tokens} tokens, but the model's context is 512 tokens "
+        f"sample@vanilla-42: prompt '{LONG_PROMPT_ID}' has {n_tokens} tokens, but the model's context is 512 tokens "
         f"and {max_new} of them are kept for the answer (max_new_tokens)",
         "Nothing was generated", "prompt_overflow: truncate", "lower max_new_tokens",
     )  # fmt: skip
-    out = p["root"] / "samples" / "vanilla"
+    out = p["root"] / "samples" / "vanilla" / "42"
     assert not (out / "responses.jsonl").exists()
-    partial = out.parent / ".vanilla.partial.jsonl"
+    partial = out.parent / ".42.partial.jsonl"
     assert partial.read_text(encoding="utf-8").count("\n") == 1  # the header only: no prompt was answered
 
 

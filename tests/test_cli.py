@@ -15,7 +15,10 @@ from synthmix.cli import main
 from synthmix.provenance import Run
 
 HEAVY = ("torch", "transformers", "peft", "trl", "datasets", "dvclive", "sentence_transformers", "sklearn")
-COMMANDS = ("check-params", "provenance", "models", "prepare", "generate", "mix", "finetune", "sample")
+COMMANDS = (
+    "check-params", "provenance", "models", "prepare", "generate", "mix", "finetune", "sample", "collapse",
+    "attack", "robustness", "preference", "preference-metrics",
+)  # fmt: skip
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -112,6 +115,49 @@ def test_unknown_command_and_missing_arguments(capsys: pytest.CaptureFixture[str
     with pytest.raises(SystemExit):
         main(["generate", "alpha"])
     assert "the following arguments are required: --out" in capsys.readouterr().err
+
+
+# every command that runs once per condition and seed (a dvc.yaml matrix stage), with its other required options
+RUN_COMMANDS = {
+    "finetune": ["--out", "o", "--mix", "m", "--metrics", "x"],
+    "sample": ["--out", "o", "--adapter", "a"],
+    "collapse": ["--out", "o", "--samples", "s", "--adapter", "a", "--metrics", "x"],
+    "attack": ["--out", "o", "--adapter", "a"],
+    "robustness": ["--out", "o", "--attacks", "a", "--metrics", "x"],
+    "preference": ["--out", "o", "--adapter", "a"],
+    "preference-metrics": ["--judgements", "j", "--metrics", "x"],
+}
+
+
+@pytest.mark.parametrize("command", list(RUN_COMMANDS))
+def test_run_commands_need_a_seed(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main([command, "human", *RUN_COMMANDS[command]])
+    assert caught.value.code == 2
+    assert "the following arguments are required: --seed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", list(RUN_COMMANDS))
+def test_run_commands_refuse_a_seed_not_listed(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """params.yaml lists seeds: [42]; a run for seed 43 stops before it reads or writes anything."""
+    argv = [str(tmp_path / a) if not a.startswith("--") else a for a in RUN_COMMANDS[command]]
+    code = main(["--params", str(REPO / "params.yaml"), command, "human", "--seed", "43", *argv])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err == (
+        f"error: {REPO / 'params.yaml'}: seeds: seed 43 is not listed (seeds: [42]); "
+        "add it to `seeds` to run it\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unknown_condition_is_reported_before_the_seed(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["--params", str(REPO / "params.yaml"), "sample", "nosuch", "--seed", "43", "--out", "o",
+                 "--adapter", "a"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "unknown condition 'nosuch'" in err and "seed 43" not in err
 
 
 def test_params_option_is_used_by_check_params(tmp_path: Path) -> None:

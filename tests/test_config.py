@@ -17,7 +17,18 @@ import pytest
 import yaml
 
 from synthmix.cli import main
-from synthmix.config import HUMAN, ParamsError, load_params
+from synthmix.config import (
+    HUMAN,
+    SEED_MOVED,
+    Finetune,
+    Generation,
+    ParamsError,
+    TargetGeneration,
+    load_params,
+    load_run_params,
+    parse_params,
+    run_stage,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -165,6 +176,37 @@ REJECTED = {
         "target",
         ["required key is missing"],
     ),
+    # run seeds: one top-level list; no section sets a seed of its own for fine-tuning or the target
+    "old top-level seed key": (
+        _set("seed", 42),
+        "seed",
+        ["unknown key 'seed'", "did you mean 'seeds'?"],
+    ),
+    "finetune.seed": (
+        _set("finetune.seed", 42),
+        "finetune.seed",
+        [SEED_MOVED],
+    ),
+    "a condition's finetune.seed": (
+        _set("conditions.single.finetune", {"seed": 7}),
+        "conditions.single.finetune.seed",
+        [SEED_MOVED],
+    ),
+    "target.generation.seed": (
+        _set("target.generation.seed", 42),
+        "target.generation.seed",
+        [SEED_MOVED],
+    ),
+    "repeated seeds": (
+        _set("seeds", [42, 7, 42]),
+        "seeds",
+        ["each seed may appear once; repeated: [42]"],
+    ),
+    "no seeds": (
+        _set("seeds", []),
+        "seeds",
+        ["at least 1 item"],
+    ),
 }
 
 
@@ -241,9 +283,65 @@ def test_check_params_command_line(base: dict, tmp_path: Path) -> None:
 
 
 def test_finetune_overrides_apply_per_condition(base: dict, tmp_path: Path) -> None:
-    base["conditions"]["single"]["finetune"] = {"learning_rate": 1e-4, "seed": 7}
+    base["seeds"] = [42, 7]
+    base["conditions"]["single"]["finetune"] = {"learning_rate": 1e-4, "lora_r": 2}
     params = load_params(write_params(tmp_path, base))
-    assert params.finetune_for("single").learning_rate == 1e-4
-    assert params.finetune_for("single").seed == 7
-    assert params.finetune_for("multi").learning_rate == base["finetune"]["learning_rate"]
-    assert params.finetune_for("single").lora_r == base["finetune"]["lora_r"]
+    single = params.finetune_for("single", 7)
+    assert single.seed == 7  # the run seed, not one of the file's
+    assert (single.learning_rate, single.lora_r) == (1e-4, 2)  # the condition's overrides still apply
+    assert single.lora_alpha == base["finetune"]["lora_alpha"]  # and the rest is `finetune`
+    assert params.finetune_for("single", 42).seed == 42
+    multi = params.finetune_for("multi", 7)
+    assert (multi.seed, multi.learning_rate) == (7, base["finetune"]["learning_rate"])
+    assert params.finetune.seed is None  # the file's section names no seed; finetune_for leaves it alone
+
+
+def test_seeds_default_and_several(base: dict, tmp_path: Path) -> None:
+    del base["seeds"]
+    assert load_params(write_params(tmp_path, base)).seeds == [42]  # the paper's single run
+    base["seeds"] = [42, 43, 44]
+    assert load_params(write_params(tmp_path, base)).seeds == [42, 43, 44]  # order kept
+
+
+def test_sections_refuse_a_seed_of_their_own() -> None:
+    with pytest.raises(ValueError, match="seeds"):
+        Finetune(seed=42)
+    with pytest.raises(ValueError, match="seeds"):
+        TargetGeneration(seed=42)
+    assert Finetune().model_copy(update={"seed": 42}).seed == 42
+    # a source's generation seed is its own (generate@<source> runs once), so it stays
+    assert Generation(seed=7).seed == 7
+
+
+def test_target_generation_samples_with_the_run_seed(base: dict, tmp_path: Path) -> None:
+    params = load_params(write_params(tmp_path, base))
+    generation = params.target.generation.for_seed(43)
+    assert type(generation) is Generation and generation.seed == 43
+    assert params.target.generation.seed is None  # unchanged
+    expected = {**params.target.generation.model_dump(), "seed": 43}
+    assert generation.model_dump() == expected
+
+
+def test_a_validated_file_written_out_in_full_validates_again(base: dict, tmp_path: Path) -> None:
+    params = load_params(write_params(tmp_path, base))
+    dumped = json.loads(params.model_dump_json())
+    assert dumped["finetune"]["seed"] is None and dumped["target"]["generation"]["seed"] is None
+    assert parse_params(dumped) == params
+
+
+def test_load_run_params_checks_condition_and_seed(base: dict, tmp_path: Path) -> None:
+    base["seeds"] = [42, 7]
+    path = write_params(tmp_path, base)
+    assert load_run_params(path, "human", 7).seeds == [42, 7]
+    with pytest.raises(ParamsError) as caught:
+        load_run_params(path, "human", 43)
+    assert str(caught.value) == (
+        f"{path}: seeds: seed 43 is not listed (seeds: [42, 7]); add it to `seeds` to run it"
+    )
+    with pytest.raises(ParamsError, match="unknown condition 'nosuch'"):  # checked before the seed
+        load_run_params(path, "nosuch", 43)
+
+
+def test_run_stage_names_match_dvc_matrix() -> None:
+    assert run_stage("finetune", "human", 42) == "finetune@human-42"
+    assert run_stage("preference_metrics", "multi", 7) == "preference_metrics@multi-7"

@@ -11,6 +11,7 @@ folder; that must be empty of synthmix's scratch folders afterwards too.
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -51,19 +52,34 @@ def lock_outputs(root: Path) -> dict[str, list[str]]:
     return {name: [out["path"] for out in stage.get("outs", [])] for name, stage in lock["stages"].items()}
 
 
+def expansions(stage: dict, params: dict) -> list[dict[str, str]]:
+    """The placeholder values of each stage a foreach or matrix stage generates ([{}] for a plain stage)."""
+    if "foreach" in stage:
+        return [{"${key}": key} for key in params[stage["foreach"].strip("${}")]]
+    if "matrix" in stage:
+        axes = {axis: list(params[spec.strip("${}")]) for axis, spec in stage["matrix"].items()}
+        return [
+            {f"${{item.{axis}}}": str(value) for axis, value in zip(axes, combo, strict=True)}
+            for combo in itertools.product(*axes.values())
+        ]
+    return [{}]
+
+
 def declared_outputs(root: Path, params: dict) -> set[str]:
-    """Every output path dvc.yaml declares, with foreach expanded over the params (independent of dvc.lock)."""
+    """Every output path dvc.yaml declares, with foreach and matrix expanded over the params (independent of
+    dvc.lock)."""
     stages = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
     paths = set()
     for name, stage in stages.items():
         body = stage.get("do", stage)
-        keys = list(params[stage["foreach"].strip("${}")]) if "foreach" in stage else [None]
-        for key in keys:
+        for placeholders in expansions(stage, params):
             for section in ("outs", "metrics", "plots"):
                 for entry in body.get(section, []):
                     path = next(iter(entry)) if isinstance(entry, dict) else entry
-                    paths.add(path.replace("${key}", key) if key is not None else path)
-        assert "${" not in "".join(paths), f"{name}: an output path interpolates more than ${{key}}"
+                    for placeholder, value in placeholders.items():
+                        path = path.replace(placeholder, value)
+                    paths.add(path)
+        assert "${" not in "".join(paths), f"{name}: an output path interpolates more than its foreach/matrix"
     return paths
 
 

@@ -27,6 +27,7 @@ from synthmix import io as sio
 from synthmix.cli import main
 from synthmix.io import read_json, read_jsonl, write_json, write_jsonl
 
+SEED = 42  # the run seed (tiny_params' `seeds: [42]`); per-run folders are <folder>/<condition>/<seed>
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
@@ -72,7 +73,7 @@ def sample_project(tmp_path: Path, tiny_model: Path, tiny_params_dict: dict) -> 
     params["target"]["generation"].update(batch_size=1, max_new_tokens=24)
     (tmp_path / "models" / "base").mkdir(parents=True)
     (tmp_path / "models" / "base" / "tiny-a").symlink_to(tiny_model, target_is_directory=True)
-    write_json(tmp_path / "models" / "adapters" / "vanilla" / "manifest.json", {"tuned": False})
+    write_json(tmp_path / "models" / "adapters" / "vanilla" / str(SEED) / "manifest.json", {"tuned": False})
     return {
         "root": tmp_path,
         "params_file": write_params(tmp_path / "params.yaml", params),
@@ -82,8 +83,8 @@ def sample_project(tmp_path: Path, tiny_model: Path, tiny_params_dict: dict) -> 
 
 def sample_argv(p: dict, out: Path) -> list[str]:
     return [
-        "--params", str(p["params_file"]), "sample", "vanilla", "--out", str(out),
-        "--adapter", str(p["root"] / "models" / "adapters" / "vanilla"), "--prepared", str(p["prepared"]),
+        "--params", str(p["params_file"]), "sample", "vanilla", "--seed", str(SEED), "--out", str(out),
+        "--adapter", str(p["root"] / "models" / "adapters" / "vanilla" / str(SEED)), "--prepared", str(p["prepared"]),
         "--models", str(p["root"] / "models" / "base"),
     ]  # fmt: skip
 
@@ -95,8 +96,8 @@ def prompt_ids(p: dict) -> list[str]:
 @pytest.mark.slow
 def test_killed_sample_stage_resumes_with_every_prompt_once(sample_project: dict) -> None:
     p = sample_project
-    out = p["root"] / "data" / "samples" / "vanilla"
-    partial = out.parent / ".vanilla.partial.jsonl"
+    out = p["root"] / "data" / "samples" / "vanilla" / str(SEED)
+    partial = out.parent / f".{SEED}.partial.jsonl"
     command = [sys.executable, "-m", "synthmix", *sample_argv(p, out)]
     answered = kill_when(command, partial, at_least=3)
     assert 3 <= answered < 60
@@ -104,15 +105,16 @@ def test_killed_sample_stage_resumes_with_every_prompt_once(sample_project: dict
 
     rerun = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    resumed = re.search(r"sample@vanilla: resuming, (\d+) of 60 already answered", rerun.stdout)
+    resumed = re.search(rf"sample@vanilla-{SEED}: resuming, (\d+) of 60 already answered", rerun.stdout)
     assert resumed and int(resumed.group(1)) >= answered, rerun.stdout
     records = read_jsonl(out / "responses.jsonl")
     assert [r["id"] for r in records] == prompt_ids(p)  # every prompt once, in order
+    assert {r["seed"] for r in records} == {SEED}  # sampled with the run seed
     assert read_json(out / "manifest.json")["counts"]["resumed"] == int(resumed.group(1))
     assert not partial.exists()
 
     # the same records as an uninterrupted run: batches are seeded by their position
-    clean = p["root"] / "data" / "clean" / "vanilla"
+    clean = p["root"] / "data" / "clean" / "vanilla" / str(SEED)
     assert main(sample_argv(p, clean)) == 0
     assert read_jsonl(clean / "responses.jsonl") == records
 
@@ -121,7 +123,7 @@ def test_killed_sample_stage_resumes_with_every_prompt_once(sample_project: dict
 
 
 def preference_project(root: Path, tiny_model: Path, params: dict, n_items: int) -> dict:
-    """The inputs preference@vanilla reads: a test split, two sources' test answers, the model, no adapter."""
+    """The inputs preference@vanilla-42 reads: a test split, two sources' test answers, the model, no adapter."""
     prepared, generated = root / "data" / "prepared", root / "data" / "generated"
     items = [
         (f"t{i:02d}", f"What does function number {i} return?", f"It returns {i}.") for i in range(n_items)
@@ -146,7 +148,7 @@ def preference_project(root: Path, tiny_model: Path, params: dict, n_items: int)
         )
     (root / "models" / "base").mkdir(parents=True)
     (root / "models" / "base" / "tiny-a").symlink_to(tiny_model, target_is_directory=True)
-    write_json(root / "models" / "adapters" / "vanilla" / "manifest.json", {"tuned": False})
+    write_json(root / "models" / "adapters" / "vanilla" / str(SEED) / "manifest.json", {"tuned": False})
     params = {**json.loads(json.dumps(params)), "preference": {"n_items": n_items, "absolute_scores": True}}
     return {"root": root, "params_file": write_params(root / "params.yaml", params)}
 
@@ -154,8 +156,9 @@ def preference_project(root: Path, tiny_model: Path, params: dict, n_items: int)
 def preference_argv(p: dict, out: Path) -> list[str]:
     root = p["root"]
     return [
-        "--params", str(p["params_file"]), "preference", "vanilla", "--out", str(out),
-        "--adapter", str(root / "models" / "adapters" / "vanilla"), "--prepared", str(root / "data" / "prepared"),
+        "--params", str(p["params_file"]), "preference", "vanilla", "--seed", str(SEED), "--out", str(out),
+        "--adapter", str(root / "models" / "adapters" / "vanilla" / str(SEED)),
+        "--prepared", str(root / "data" / "prepared"),
         "--generated", str(root / "data" / "generated"), "--models", str(root / "models" / "base"),
     ]  # fmt: skip
 
@@ -166,8 +169,8 @@ def test_killed_preference_judge_resumes_with_every_pair_once(
 ) -> None:
     n_items, sources = 40, ["alpha", "beta", "human"]
     p = preference_project(tmp_path, tiny_model, tiny_params_dict, n_items)
-    out = tmp_path / "data" / "preference" / "vanilla"
-    partial = out.parent / ".vanilla.judgements.partial.jsonl"
+    out = tmp_path / "data" / "preference" / "vanilla" / str(SEED)
+    partial = out.parent / f".{SEED}.judgements.partial.jsonl"
     command = [sys.executable, "-m", "synthmix", *preference_argv(p, out)]
     pairs = n_items * len(list(itertools.permutations(sources, 2)))
     judged = kill_when(command, partial, at_least=10)
@@ -176,7 +179,9 @@ def test_killed_preference_judge_resumes_with_every_pair_once(
 
     rerun = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    resumed = re.search(rf"preference@vanilla: resuming, (\d+) of {pairs} already judged", rerun.stdout)
+    resumed = re.search(
+        rf"preference@vanilla-{SEED}: resuming, (\d+) of {pairs} already judged", rerun.stdout
+    )
     assert resumed and int(resumed.group(1)) >= judged, rerun.stdout
     judgements = read_jsonl(out / "judgements.jsonl")
     seen = [(j["item"], j["first"], j["second"]) for j in judgements]
@@ -189,7 +194,7 @@ def test_killed_preference_judge_resumes_with_every_pair_once(
     assert not list(out.parent.glob(".*partial*"))
 
     # resumed judgements equal an uninterrupted run's (a forward pass is deterministic)
-    clean = tmp_path / "data" / "preference-clean" / "vanilla"
+    clean = tmp_path / "data" / "preference-clean" / "vanilla" / str(SEED)
     assert main(preference_argv(p, clean)) == 0
     reference = {j["id"]: j["p_first"] for j in read_jsonl(clean / "judgements.jsonl")}
     assert {j["id"]: j["p_first"] for j in judgements} == pytest.approx(reference)
@@ -244,8 +249,8 @@ def test_full_disk_keeps_finished_records_and_a_rerun_completes(
     from test_generate import make_prepared
 
     make_prepared(p["prepared"], n_train=2, n_test=5)
-    out = p["root"] / "data" / "samples" / "vanilla"
-    partial = out.parent / ".vanilla.partial.jsonl"
+    out = p["root"] / "data" / "samples" / "vanilla" / str(SEED)
+    partial = out.parent / f".{SEED}.partial.jsonl"
     enter = sio.ResumableRecords.__enter__
 
     def enter_on_a_filling_disk(self: sio.ResumableRecords) -> sio.ResumableRecords:
@@ -268,12 +273,12 @@ def test_full_disk_keeps_finished_records_and_a_rerun_completes(
     assert partial.read_text(encoding="utf-8").count("\n") == 3  # header, two records, and a torn third
 
     assert main(sample_argv(p, out)) == 0
-    assert "sample@vanilla: resuming, 2 of 5 already answered" in capsys.readouterr().out
+    assert f"sample@vanilla-{SEED}: resuming, 2 of 5 already answered" in capsys.readouterr().out
     records = read_jsonl(out / "responses.jsonl")
     assert [r["id"] for r in records] == prompt_ids(p)
     assert read_json(out / "manifest.json")["counts"]["resumed"] == 2
     assert not partial.exists()
 
-    clean = p["root"] / "data" / "clean" / "vanilla"
+    clean = p["root"] / "data" / "clean" / "vanilla" / str(SEED)
     assert main(sample_argv(p, clean)) == 0
     assert read_jsonl(clean / "responses.jsonl") == records

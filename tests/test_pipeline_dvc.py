@@ -28,7 +28,8 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 CONDITIONS = ("vanilla", "human", "single", "multi")
-TARGET = "sample"  # the foreach group: every sample@<condition> and all that it needs
+SEED = 42  # the tiny params' one run seed
+TARGET = "sample"  # the matrix group: every sample@<condition>-<seed> and all that it needs
 
 
 def _env(root: Path) -> dict[str, str]:
@@ -91,8 +92,13 @@ def reset(root: Path) -> None:
     assert status(root) == set()
 
 
-def stages(*names: str) -> set[str]:
-    return {f"{name}@{c}" for name in names for c in CONDITIONS}
+def stage(name: str, condition: str, seed: int = SEED) -> str:
+    """mix@<condition> runs once per condition; the stages after it once per condition and seed."""
+    return f"{name}@{condition}" if name == "mix" else f"{name}@{condition}-{seed}"
+
+
+def stages(*names: str, seed: int = SEED) -> set[str]:
+    return {stage(name, c, seed) for name in names for c in CONDITIONS}
 
 
 @pytest.fixture(scope="module")
@@ -134,11 +140,11 @@ def test_dag_and_matched_training_sets(pipeline: Path) -> None:
         ("prepare", "generate@alpha"),
         ("prepare", "generate@beta"),
         ("generate@beta", "mix@multi"),
-        ("models@tiny-a", "finetune@multi"),  # the target is tiny-a
+        ("models@tiny-a", "finetune@multi-42"),  # the target is tiny-a
     } <= edges
     for condition in CONDITIONS:
-        assert (f"mix@{condition}", f"finetune@{condition}") in edges
-        assert (f"finetune@{condition}", f"sample@{condition}") in edges
+        assert (f"mix@{condition}", stage("finetune", condition)) in edges
+        assert (stage("finetune", condition), stage("sample", condition)) in edges
     assert not any(a == "models@tiny-b" and b.startswith("finetune@") for a, b in edges)
 
     size = yaml.safe_load((pipeline / "params.yaml").read_text())["mix"]["size"]
@@ -159,12 +165,14 @@ def test_dag_and_matched_training_sets(pipeline: Path) -> None:
 
     test_prompts = read_jsonl(pipeline / "data" / "prepared" / "test.jsonl")
     for condition in CONDITIONS:
-        samples = read_jsonl(pipeline / "data" / "samples" / condition / "responses.jsonl")
+        samples = read_jsonl(pipeline / "data" / "samples" / condition / str(SEED) / "responses.jsonl")
         assert [r["id"] for r in samples] == [p["id"] for p in test_prompts]
-        assert {r["condition"] for r in samples} == {condition}
-        tuned = read_json(pipeline / "models" / "adapters" / condition / "manifest.json")["tuned"]
-        assert tuned == (condition != "vanilla")
-        assert read_json(pipeline / "metrics" / "finetune" / condition / "metrics.json")["tuned"] == tuned
+        assert {r["condition"] for r in samples} == {condition} and {r["seed"] for r in samples} == {SEED}
+        manifest = read_json(pipeline / "models" / "adapters" / condition / str(SEED) / "manifest.json")
+        assert manifest["tuned"] == (condition != "vanilla")
+        assert (manifest["stage"], manifest["seed"]) == (stage("finetune", condition), SEED)
+        metrics = read_json(pipeline / "metrics" / "finetune" / condition / str(SEED) / "metrics.json")
+        assert metrics["tuned"] == manifest["tuned"]
     for source in ("alpha", "beta"):
         generated = read_jsonl(pipeline / "data" / "generated" / source / "responses.jsonl")
         assert {r["split"] for r in generated} == {"train", "test"} and {r["source"] for r in generated} == {
@@ -183,10 +191,10 @@ def test_changing_one_source_reruns_only_its_generation(pipeline: Path) -> None:
         assert not restored & {"generate@alpha", "generate@beta"}
         after = (pipeline / "data" / "mixes" / "multi" / "train.jsonl").read_text()
         assert after != before, "precondition: beta's new answers should change the multi-source set"
-        assert {"finetune@multi", "sample@multi"} <= ran
+        assert {"finetune@multi-42", "sample@multi-42"} <= ran
         # conditions that use no beta data keep their adapters and samples: their training sets are unchanged
         unaffected = {
-            f"{stage}@{c}" for stage in ("finetune", "sample") for c in ("vanilla", "human", "single")
+            stage(name, c) for name in ("finetune", "sample") for c in ("vanilla", "human", "single")
         }
         assert not ran & unaffected, (
             f"retrained although their training sets did not change: {sorted(ran & unaffected)}"
@@ -199,7 +207,7 @@ def test_adding_a_condition_adds_only_its_stages(pipeline: Path) -> None:
     try:
         edit_params(pipeline, lambda p: p["conditions"].update(beta_only={"mix": {"beta": 1.0}}))
         ran, restored = repro(pipeline)
-        assert ran == {"mix@beta_only", "finetune@beta_only", "sample@beta_only"}
+        assert ran == {"mix@beta_only", "finetune@beta_only-42", "sample@beta_only-42"}
         assert restored == set()
         records = read_jsonl(pipeline / "data" / "mixes" / "beta_only" / "train.jsonl")
         size = yaml.safe_load((pipeline / "params.yaml").read_text())["mix"]["size"]
@@ -211,14 +219,14 @@ def test_adding_a_condition_adds_only_its_stages(pipeline: Path) -> None:
 def test_an_experiment_over_one_conditions_mix_reruns_only_its_stages(pipeline: Path) -> None:
     try:
         edit_params(pipeline, lambda p: p["conditions"]["multi"].update(mix={"alpha": 0.25, "beta": 0.75}))
-        assert status(pipeline) == {"mix@multi", "finetune@multi"}
+        assert status(pipeline) == {"mix@multi", "finetune@multi-42"}
         sh(pipeline, "git", "checkout", "-q", "--", "params.yaml")
 
         mix = "conditions.multi.mix={alpha: 0.25, beta: 0.75}"
         done = dvc(pipeline, "exp", "run", "-n", "mix-25-75", "-S", mix, TARGET)
         ran = set(re.findall(r"Running stage '([^']+)'", done.stdout))
         restored = set(re.findall(r"Stage '([^']+)' is cached", done.stdout))
-        assert ran == {"mix@multi", "finetune@multi", "sample@multi"}
+        assert ran == {"mix@multi", "finetune@multi-42", "sample@multi-42"}
         assert not any(stage.startswith("generate@") for stage in ran | restored)
         sources = [r["source"] for r in read_jsonl(pipeline / "data" / "mixes" / "multi" / "train.jsonl")]
         size = yaml.safe_load((pipeline / "params.yaml").read_text())["mix"]["size"]
@@ -235,12 +243,38 @@ def test_an_experiment_over_one_conditions_mix_reruns_only_its_stages(pipeline: 
         assert metrics["examples"] == size
         assert metrics["sources"]["alpha"] == {"examples": size // 4, "share": 0.25, "weight": 0.25}
         assert metrics["sources"]["beta"]["examples"] == size - size // 4
-        assert experiment["data"]["metrics"]["metrics/finetune/multi/metrics.json"]["data"]["tuned"] is True
+        assert (
+            experiment["data"]["metrics"]["metrics/finetune/multi/42/metrics.json"]["data"]["tuned"] is True
+        )
         # the workspace's own row still shows the committed mix
         baseline = next(c for c in shown if c["rev"] != "workspace")
         assert baseline["data"]["params"]["params.yaml"]["data"]["conditions"]["multi"]["mix"] == {
             "alpha": 0.5,
             "beta": 0.5,
         }
+    finally:
+        reset(pipeline)
+
+
+def test_adding_a_seed_runs_only_the_new_seeds_stages(pipeline: Path) -> None:
+    """`seeds: [42, 7]`: finetune and sample run once more per condition for seed 7; seed 42's runs, the mixes
+    and everything upstream stay as they are. The new seed trains and samples differently."""
+    try:
+        edit_params(pipeline, lambda p: p.update(seeds=[SEED, 7]))
+        assert status(pipeline) == stages("finetune", "sample", seed=7)
+        ran, restored = repro(pipeline)
+        assert ran == stages("finetune", "sample", seed=7)
+        assert restored == set()
+        for condition in ("human", "multi"):
+            runs = {s: pipeline / "models" / "adapters" / condition / str(s) for s in (SEED, 7)}
+            assert read_json(runs[7] / "manifest.json")["seed"] == 7
+            assert (runs[7] / "adapter_model.safetensors").read_bytes() != (
+                runs[SEED] / "adapter_model.safetensors"
+            ).read_bytes(), "another training seed must give another adapter"
+        samples = read_jsonl(pipeline / "data" / "samples" / "vanilla" / "7" / "responses.jsonl")
+        assert {r["seed"] for r in samples} == {7}
+        # dropping seed 42 leaves seed 7's runs up to date: no run depends on the list itself
+        edit_params(pipeline, lambda p: p.update(seeds=[7]))
+        assert status(pipeline) == set()
     finally:
         reset(pipeline)

@@ -1,4 +1,5 @@
-"""preference@<condition> and preference_metrics@<condition> on the tiny model in a temporary layout."""
+"""preference@<condition>-<seed> and preference_metrics@<condition>-<seed> on the tiny model in a temporary
+layout (per-run folders <folder>/<condition>/<seed>, as dvc.yaml's matrix lays them out)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from synthmix.config import ParamsError, parse_params
 from synthmix.io import read_json, read_jsonl, write_json, write_jsonl
 from synthmix.stages import preference as stage
 
+SEED = 42  # the run seed (tiny_params' `seeds: [42]`)
 SOURCES = ["alpha", "beta", "human"]  # tiny_params' two sources plus the human reference
 TEST_ITEMS = {
     "t1": ("What does len() return?", "The number of items in a container."),
@@ -46,16 +48,16 @@ def make_layout(root: Path, tiny_model: Path, params: dict) -> dict[str, Path]:
     models = root / "models" / "base"
     models.mkdir(parents=True)
     (models / "tiny-a").symlink_to(tiny_model)
-    write_json(root / "models" / "adapters" / "vanilla" / "manifest.json", {"tuned": False})
+    write_json(root / "models" / "adapters" / "vanilla" / str(SEED) / "manifest.json", {"tuned": False})
     params_file = root / "params.yaml"
     params_file.write_text(yaml.safe_dump(params), encoding="utf-8")
     return {"prepared": prepared, "generated": generated, "models": models, "params": params_file}
 
 
 def run_stage(root: Path, paths: dict[str, Path], condition: str = "vanilla") -> Path:
-    out = root / "data" / "preference" / condition
+    out = root / "data" / "preference" / condition / str(SEED)
     stage.main(
-        condition, str(out), str(root / "models" / "adapters" / condition), str(paths["prepared"]),
+        condition, SEED, str(out), str(root / "models" / "adapters" / condition / str(SEED)), str(paths["prepared"]),
         str(paths["generated"]), str(paths["models"]), str(paths["params"]),
     )  # fmt: skip
     return out
@@ -71,6 +73,7 @@ def test_stage_judges_every_pair_in_both_orders_and_writes_the_metrics(layout) -
     root, paths = layout
     out = run_stage(root, paths)
     manifest = read_json(out / "manifest.json")
+    assert manifest["stage"] == f"preference@vanilla-{SEED}" and manifest["seed"] == SEED
     items = manifest["items"]
     assert manifest["sources"] == SOURCES
     assert len(items) == 3 and set(items) <= set(TEST_ITEMS)
@@ -87,13 +90,15 @@ def test_stage_judges_every_pair_in_both_orders_and_writes_the_metrics(layout) -
     assert {(r["item"], r["source"]) for r in absolute} == {(i, s) for i in items for s in SOURCES}
     assert all(1.0 <= r["score"] <= 5.0 for r in absolute)
 
-    metrics_dir = root / "metrics" / "preference" / "vanilla"
-    stage.metrics_main("vanilla", str(out), str(metrics_dir), str(paths["params"]))
+    metrics_dir = root / "metrics" / "preference" / "vanilla" / str(SEED)
+    stage.metrics_main("vanilla", SEED, str(out), str(metrics_dir), str(paths["params"]))
     metrics = json.loads((metrics_dir / "metrics.json").read_text())
     assert set(metrics["preference"]) == set(SOURCES) == set(metrics["absolute_score"])
     for key in ("self_preference", "self_preference_vs_human", "position_consistency", "choice_mass"):
         assert isinstance(metrics[key], float), key
     assert "equal_opportunity_bias" not in metrics  # no gold labels given
+    with pytest.raises(ParamsError, match=r"seeds: seed 43 is not listed \(seeds: \[42\]\)"):
+        stage.metrics_main("vanilla", 43, str(out), str(metrics_dir.parent / "43"), str(paths["params"]))
 
     # Self-preference worked out independently from the judgement file: alpha is target.own_source.
     as_first = [j["p_first"] for j in judgements if j["first"] == "alpha"]
@@ -129,17 +134,17 @@ def test_a_killed_stage_resumes_and_judges_each_pair_exactly_once(layout, monkey
         calls["n"] += 1
         return choice(self, messages)
 
-    (root / "models" / "adapters" / "again").mkdir(parents=True)
-    write_json(root / "models" / "adapters" / "again" / "manifest.json", {"tuned": False})
+    (root / "models" / "adapters" / "again" / str(SEED)).mkdir(parents=True)
+    write_json(root / "models" / "adapters" / "again" / str(SEED) / "manifest.json", {"tuned": False})
     params = yaml.safe_load(paths["params"].read_text())
     params["conditions"]["again"] = {"mix": {}}
     paths["params"].write_text(yaml.safe_dump(params))
     monkeypatch.setattr(stage.Judge, "choice", crashing_choice)
     with pytest.raises(KeyboardInterrupt):
         run_stage(root, paths, "again")
-    partial = root / "data" / "preference" / ".again.judgements.partial.jsonl"
+    partial = root / "data" / "preference" / "again" / f".{SEED}.judgements.partial.jsonl"
     assert len(partial.read_text().splitlines()) == 1 + done_before_kill  # header + finished judgements
-    assert not (root / "data" / "preference" / "again" / "judgements.jsonl").exists()
+    assert not (root / "data" / "preference" / "again" / str(SEED) / "judgements.jsonl").exists()
 
     # A torn last line (killed mid-write) is dropped, not fatal.
     with partial.open("a") as handle:
@@ -168,7 +173,7 @@ def test_a_tuned_condition_judges_with_its_adapter(layout, tiny_model: Path) -> 
     from transformers import AutoModelForCausalLM
 
     root, paths = layout
-    adapter = root / "models" / "adapters" / "single"
+    adapter = root / "models" / "adapters" / "single" / str(SEED)
     # A random non-zero LoRA (init_lora_weights=False), so the judge's probabilities must change.
     model = get_peft_model(
         AutoModelForCausalLM.from_pretrained(tiny_model),

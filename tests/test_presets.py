@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from synthmix.config import load_params
 
@@ -14,7 +15,12 @@ PRESETS = {"paper-8b": "llama-3.1-8b", "paper-70b": "llama-3.1-70b"}
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_preset_has_the_papers_settings(name: str) -> None:
-    params = load_params(ROOT / "presets" / f"{name}.yaml")
+    path = ROOT / "presets" / f"{name}.yaml"
+    params = load_params(path)
+    # the paper trains (and samples, and evaluates) each condition once, with seed 42: one run seed. Written
+    # out, not left to the default: dvc.yaml's matrix reads ${seeds}
+    assert params.seeds == [42]
+    assert yaml.safe_load(path.read_text(encoding="utf-8"))["seeds"] == [42]
     assert params.data.dataset == "databricks/databricks-dolly-15k"
     assert (params.data.test_fraction, params.data.split_seed) == (0.1, 42)
     for source in params.sources.values():  # temperature 0.7, top_p 0.9, 1024 new tokens, helpful assistant
@@ -22,6 +28,13 @@ def test_preset_has_the_papers_settings(name: str) -> None:
         assert (generation.temperature, generation.top_p, generation.max_new_tokens) == (0.7, 0.9, 1024)
         assert source.system_prompt == "You are a helpful assistant."
     assert params.target.model == PRESETS[name]
+    target_generation = params.target.generation.for_seed(params.seeds[0])  # sample@<condition>-42
+    assert (target_generation.temperature, target_generation.top_p, target_generation.max_new_tokens) == (
+        0.7,
+        0.9,
+        1024,
+    )
+    assert target_generation.seed == 42
     assert params.conditions["vanilla"].mix == {}
     assert params.conditions["human"].mix == {"human": 1.0}
     assert params.conditions["single"].mix == {"llama": 1.0}
@@ -41,7 +54,8 @@ def test_preset_has_the_papers_settings(name: str) -> None:
         20,
         0.05,
     )
-    assert (ft.max_length, ft.seed) == (1024, 42)
+    assert ft.max_length == 1024
+    assert all(params.finetune_for(c, seed).seed == 42 for c in params.conditions for seed in params.seeds)
     effective_batch = ft.batch_size * ft.gradient_accumulation_steps * ft.num_processes
     assert effective_batch == (64 if name == "paper-8b" else 128)
     assert ft.distributed == ("ddp" if name == "paper-8b" else "fsdp")
@@ -64,8 +78,6 @@ def test_preset_has_the_papers_settings(name: str) -> None:
 
 def test_presets_have_the_shape_of_params_yaml() -> None:
     """A preset differs from params.yaml only in values: the same top-level sections."""
-    import yaml
-
     default = yaml.safe_load((ROOT / "params.yaml").read_text())
     for name in PRESETS:
         preset = yaml.safe_load((ROOT / "presets" / f"{name}.yaml").read_text())

@@ -26,7 +26,7 @@ BLOCKS = ("workspace", "queue", "compare", "plots")  # the section's sh blocks, 
 STAGES = ("models", "prepare", "generate", "mix", "finetune", "sample", "collapse", "preference",
           "preference_metrics")  # fmt: skip
 # What one condition's new mix reruns, in the cut pipeline (the full one adds attack, robustness and report).
-MULTI_STAGES = [f"{stage}@multi" for stage in STAGES[3:]]
+MULTI_STAGES = ["mix@multi", *(f"{stage}@multi-42" for stage in STAGES[4:])]  # the one run seed, 42
 CONDITIONS = ("vanilla", "human", "single", "multi")
 EXPERIMENT = re.compile(r"-n (\S+) -S 'conditions\.multi\.mix=\{smollm2: ([\d.]+), gemma3: ([\d.]+)\}'")
 QUEUE_WAIT_S = 300
@@ -43,7 +43,7 @@ def mix_study_params(raw_model: Path) -> dict:
         "smollm2": {"model": "smollm2-135m", "generation": generation},
         "gemma3": {"model": "gemma3-270m", "prompt_format": "fewshot", "generation": generation},
     }
-    params["target"] = {"model": "smollm2-135m", "own_source": "smollm2", "generation": generation}
+    params["target"] = {**params["target"], "model": "smollm2-135m", "own_source": "smollm2"}
     params["conditions"] = {
         "vanilla": {"mix": {}},
         "human": {"mix": {"human": 1.0}},
@@ -143,7 +143,7 @@ def walkthrough(tiny_raw_model: Path, tmp_path_factory: pytest.TempPathFactory):
     start = time.monotonic()
     first = walk.run("dvc", "repro")
     walk.seconds["repro"] = time.monotonic() - start
-    assert {f"{s}@{c}" for s in ("sample", "collapse", "preference_metrics") for c in CONDITIONS} <= set(
+    assert {f"{s}@{c}-42" for s in ("sample", "collapse", "preference_metrics") for c in CONDITIONS} <= set(
         ran_stages(first.stdout)
     )
     walk.shell("commit", commit_command())
@@ -205,7 +205,7 @@ def test_a_new_mix_reruns_only_multis_stages(walkthrough: Walkthrough) -> None:
     for name in queued(walkthrough):
         logs = walkthrough.run("dvc", "queue", "logs", name).stdout
         ran = ran_stages(logs)
-        assert all(s.endswith("@multi") for s in ran), f"{name} reran {ran}"
+        assert all(s == "mix@multi" or s.endswith("@multi-42") for s in ran), f"{name} reran {ran}"
         assert not any(s.startswith("generate@") for s in ran + cached_stages(logs))
 
 
@@ -227,8 +227,8 @@ def test_exp_show_puts_the_mixes_side_by_side(walkthrough: Walkthrough) -> None:
     mix_columns = {"conditions.multi.mix.smollm2": 0, "conditions.multi.mix.gemma3": 1}
     metric_columns = [c for c in header if c.startswith("metrics/")]
     assert {
-        "metrics/collapse/multi/metrics.json:human_text_perplexity.median",
-        "metrics/preference/multi/metrics.json:self_preference",
+        "metrics/collapse/multi/42/metrics.json:human_text_perplexity.median",
+        "metrics/preference/multi/42/metrics.json:self_preference",
     } <= set(metric_columns), header
     shown = {}
     for row in rows:
@@ -263,8 +263,10 @@ def test_keep_pattern_names_metric_keys_the_stages_write(walkthrough: Walkthroug
     are null on a tiny random model's outputs and so have no column here, but do in the real pipeline."""
     keys = set()
     for stage in ("collapse", "preference"):
-        data = json.loads((walkthrough.root / "metrics" / stage / "multi" / "metrics.json").read_text())
-        stack = [(f"metrics/{stage}/multi/metrics.json:", data)]
+        data = json.loads(
+            (walkthrough.root / "metrics" / stage / "multi" / "42" / "metrics.json").read_text()
+        )
+        stack = [(f"metrics/{stage}/multi/42/metrics.json:", data)]
         while stack:
             prefix, node = stack.pop()
             for key, value in node.items():
@@ -290,4 +292,4 @@ def test_plots_diff_writes_one_page(walkthrough: Walkthrough) -> None:
     html = page.read_text(encoding="utf-8")
     for name in out.group(1).split():
         assert f'"rev": "{name}"' in html
-    assert "Vocabulary growth" in html and "metrics/finetune/multi/plots/metrics/train/loss.tsv" in html
+    assert "Vocabulary growth" in html and "metrics/finetune/multi/42/plots/metrics/train/loss.tsv" in html

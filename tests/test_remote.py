@@ -276,7 +276,7 @@ def test_push_then_fresh_clone_pull_restores_everything(team: Team) -> None:
         grep = team.run(["git", "grep", "-I", "-l", secret, "main"], alice, check=False)
         assert grep.returncode == 1 and not grep.stdout, f"a credential is committed: {grep.stdout}"
     # share: the pipeline ran and everything cached is on the server
-    assert "sample@single" in _ran_stages(team.outputs["share"])
+    assert "sample@single-42" in _ran_stages(team.outputs["share"])
     assert "Cache and remote 'team' are in sync." in team.run(["dvc", "status", "--cloud"], alice).stdout
     assert any(key.endswith(".dir") for key in team.s3.keys(PREFIX))
     # teammate: every output is back, byte for byte, and nothing needs to run
@@ -285,8 +285,8 @@ def test_push_then_fresh_clone_pull_restores_everything(team: Team) -> None:
     assert {
         "models/base/tiny-a",
         "data/generated/alpha",
-        "models/adapters/single",
-        "data/samples/single",
+        "models/adapters/single/42",
+        "data/samples/single/42",
     } <= set(outputs)
     assert _outputs_digest(mate) == team.shared
     repro = team.run(["dvc", "repro"], mate)
@@ -297,7 +297,7 @@ def test_push_then_fresh_clone_pull_restores_everything(team: Team) -> None:
 @pytest.mark.slow
 def test_experiment_push_and_pull(team: Team) -> None:
     output, _ = team.block("exp_push", team.alice)
-    assert set(_ran_stages(output)) >= {"finetune@single", "sample@single"}
+    assert set(_ran_stages(output)) >= {"finetune@single-42", "sample@single-42"}
     refs = team.run(["git", "ls-remote", str(team.origin), "refs/exps/*"], team.alice).stdout
     assert "/lr-1e-3" in refs, refs
 
@@ -306,7 +306,8 @@ def test_experiment_push_and_pull(team: Team) -> None:
     params = yaml.safe_load((team.teammate / "params.yaml").read_text())
     assert params["finetune"]["learning_rate"] == pytest.approx(1e-3)
     # the experiment's data came from the S3 remote, identical to what Alice computed
-    assert _outputs_digest(team.alice)["models/adapters/single"] != team.shared["models/adapters/single"]
+    adapter = "models/adapters/single/42"
+    assert _outputs_digest(team.alice)[adapter] != team.shared[adapter]
     assert _outputs_digest(team.teammate) == _outputs_digest(team.alice)
     assert UP_TO_DATE in team.run(["dvc", "status"], team.teammate).stdout
 
@@ -318,7 +319,7 @@ def test_evaluate_only_machine_pulls_only_what_it_needs(team: Team) -> None:
     output, clone = team.block("evaluate", machine)
     ran = _ran_stages(output)
     assert ran and all(stage.startswith("sample@") for stage in ran), ran
-    assert (clone / "models" / "adapters" / "single").is_dir()  # pulled: sample needs it
+    assert (clone / "models" / "adapters" / "single" / "42").is_dir()  # pulled: sample needs it
     assert not (clone / "data" / "mixes" / "single").exists()  # not pulled: nothing that ran needs it
     refs = team.run(["git", "ls-remote", str(team.origin), "refs/exps/*"], clone).stdout
     assert "/hot" in refs, refs

@@ -1,4 +1,5 @@
-"""The report: per-item tests with known outcomes, the paper's drop rule for unparsed judge items, files."""
+"""The report: per-item tests with known outcomes, the paper's drop rule for unparsed judge items, confidence
+intervals across seeds and over items, files."""
 
 from __future__ import annotations
 
@@ -13,14 +14,22 @@ from synthmix.io import write_json, write_jsonl
 CONDITIONS = ["vanilla", "human", "single", "multi"]
 
 
-def fake_project(root: Path, shift: dict[str, float], judge: dict[str, list]) -> None:
-    """The files the evaluation stages write, with per-item perplexities 2 + shift + i/100."""
+def fake_project(
+    root: Path, shift: dict[str, float], judge: dict[str, list], seed: int = 42, diversity: float = 70.0
+) -> None:
+    """The files the evaluation stages write for run <condition>/<seed>, with per-item perplexities
+    2 + shift + i/100."""
     for c in CONDITIONS:
+        run = Path(c) / str(seed)
         values = [{"id": f"t{i}", "perplexity": 2.0 + shift[c] + i / 100} for i in range(30)]
-        write_jsonl(root / "data" / "collapse" / c / "own_output_perplexity.jsonl", values)
-        write_json(root / "metrics" / "collapse" / c / "metrics.json", {"lexical_diversity_individual": 70.0})
-        write_json(root / "metrics" / "finetune" / c / "metrics.json", {"tuned": c != "vanilla", "steps": 3})
-        write_jsonl(root / "data" / "judgements" / c / "scores.jsonl", judge[c])
+        write_jsonl(root / "data" / "collapse" / run / "own_output_perplexity.jsonl", values)
+        write_json(
+            root / "metrics" / "collapse" / run / "metrics.json", {"lexical_diversity_individual": diversity}
+        )
+        write_json(
+            root / "metrics" / "finetune" / run / "metrics.json", {"tuned": c != "vanilla", "steps": 3}
+        )
+        write_jsonl(root / "data" / "judgements" / run / "scores.jsonl", judge[c])
 
 
 def scores(values: list[int | None]) -> list[dict]:
@@ -33,13 +42,13 @@ def scores(values: list[int | None]) -> list[dict]:
 def test_identical_groups_are_not_significant_and_shifted_ones_are(tmp_path: Path) -> None:
     judge = {c: scores([1, 2, 3]) for c in CONDITIONS}
     fake_project(tmp_path / "same", dict.fromkeys(CONDITIONS, 0.0), judge)
-    same = report.build_summary(report.collect(CONDITIONS, tmp_path / "same"), 0.05, 0, 200)
+    same = report.build_summary(report.collect(CONDITIONS, [42], tmp_path / "same"), 0.05, 0, 200)
     test = same["tests"]["own_output_perplexity"]
     assert test["kruskal_wallis"]["p"] == pytest.approx(1.0)
     assert not any(pair["significant"] for pair in test["pairwise"])
 
     fake_project(tmp_path / "shifted", {"vanilla": 0.0, "human": 5.0, "single": 0.0, "multi": 0.0}, judge)
-    shifted = report.build_summary(report.collect(CONDITIONS, tmp_path / "shifted"), 0.05, 0, 200)
+    shifted = report.build_summary(report.collect(CONDITIONS, [42], tmp_path / "shifted"), 0.05, 0, 200)
     test = shifted["tests"]["own_output_perplexity"]
     assert test["kruskal_wallis"]["p"] < 1e-6
     significant = {(p["a"], p["b"]) for p in test["pairwise"] if p["significant"]}
@@ -47,16 +56,75 @@ def test_identical_groups_are_not_significant_and_shifted_ones_are(tmp_path: Pat
     # 6 pairs, Bonferroni: every corrected p is 6 x the raw one (capped at 1)
     for pair in test["pairwise"]:
         assert pair["p_bonferroni"] == pytest.approx(min(1.0, 6 * pair["p"]))
-    row = shifted["conditions"]["human"]["own_output_perplexity"]
-    assert row["mean"] == pytest.approx(7.0 + 0.145)
-    assert row["ci95"][0] < row["mean"] < row["ci95"][1]
+    row = shifted["conditions"]["human"]
+    assert row["own_output_perplexity"]["mean"] == pytest.approx(7.0 + 0.145)
+    # one seed: a bootstrap CI over the 30 items, inside the items' range and around the mean
+    low, high = row["ci95"]["own_output_perplexity"]
+    assert 7.0 < low < 7.145 < high < 7.29
+
+
+def test_several_seeds_give_means_and_student_t_intervals_across_seeds(tmp_path: Path) -> None:
+    """Two seeds whose corpus-level metric is 70 and 74: mean 72, s = 2 sqrt(2), so the 95% interval is
+    72 -/+ t(0.975, 1) * s / sqrt(2) = 72 -/+ 12.7062 * 2 (t from a printed table, not from scipy)."""
+    judge = {c: scores([1, 2, 3]) for c in CONDITIONS}
+    fake_project(tmp_path, dict.fromkeys(CONDITIONS, 0.0), judge, seed=42, diversity=70.0)
+    fake_project(tmp_path, {"vanilla": 0.0, "human": 2.0, "single": 0.0, "multi": 0.0}, judge, 7, 74.0)
+    summary = report.build_summary(report.collect(CONDITIONS, [42, 7], tmp_path), 0.05, 0, 200)
+    row = summary["conditions"]["human"]
+    assert summary["seeds"] == [42, 7] and summary["incomplete_runs"] == {}
+    assert row["lexical_diversity_individual"] == pytest.approx(72.0)
+    assert row["ci95"]["lexical_diversity_individual"] == pytest.approx(
+        [72 - 2 * 12.7062, 72 + 2 * 12.7062], abs=1e-3
+    )
+    # per-seed perplexity means 2.145 and 4.145: the interval is across those two, not over the 60 items
+    assert row["own_output_perplexity"]["mean"] == pytest.approx(3.145)
+    assert row["ci95"]["own_output_perplexity"] == pytest.approx([3.145 - 12.7062, 3.145 + 12.7062], abs=1e-3)
+    assert row["steps"] == 3 and "steps" not in row["ci95"]  # a count stays a whole number, with no interval
+    # the per-item tests see each item once, at its mean over the seeds: human's items sit 1 higher
+    assert sorted(
+        report.collect(CONDITIONS, [42, 7], tmp_path)["items"]["human"]["own_output_perplexity"]
+    ) == (pytest.approx([3.0 + i / 100 for i in range(30)]))
+    assert summary["tests"]["own_output_perplexity"]["kruskal_wallis"]["n_groups"] == 4
+    markdown = report.render_markdown(summary, 0.05, [])
+    assert "mean over 2 runs (seeds 42, 7)" in markdown
+    assert "| human | 72.000 [46.588, 97.412] |" in markdown
+
+
+def test_a_run_without_outputs_is_named_and_left_out(tmp_path: Path) -> None:
+    judge = {c: scores([1, 2, 3]) for c in CONDITIONS}
+    fake_project(tmp_path, dict.fromkeys(CONDITIONS, 0.0), judge, seed=42)
+    fake_project(tmp_path, dict.fromkeys(CONDITIONS, 0.0), judge, seed=43, diversity=80.0)
+    (tmp_path / "metrics" / "collapse" / "multi" / "43" / "metrics.json").unlink()
+    summary = report.build_summary(report.collect(CONDITIONS, [42, 43, 44], tmp_path), 0.05, 0, 200)
+    assert summary["incomplete_runs"] == {f"{c}/44": ["finetune", "collapse"] for c in CONDITIONS} | {
+        "multi/43": ["collapse"]
+    }
+    assert summary["conditions"]["multi"]["lexical_diversity_individual"] == 70.0  # seed 42's alone
+    assert "lexical_diversity_individual" not in summary["conditions"]["multi"]["ci95"]
+    assert summary["conditions"]["human"]["lexical_diversity_individual"] == 75.0
+    markdown = report.render_markdown(summary, 0.05, [])
+    assert (
+        "**Incomplete runs** (stages not reproduced yet; left out of those means): vanilla/44 (no finetune, "
+        in (markdown)
+    )
+    assert "multi/43 (no collapse metrics); multi/44 (no finetune, collapse metrics)." in markdown
+
+
+def test_an_item_unparsed_in_one_seed_is_dropped_for_every_condition(tmp_path: Path) -> None:
+    judge = {c: scores([1, 2, 3]) for c in CONDITIONS}
+    fake_project(tmp_path, dict.fromkeys(CONDITIONS, 0.0), judge, seed=42)
+    judge["multi"] = scores([3, None, 5])
+    fake_project(tmp_path, dict.fromkeys(CONDITIONS, 0.0), judge, seed=43)
+    groups, dropped = report.judged(report.collect(CONDITIONS, [42, 43], tmp_path), "harmful", "harmfulness")
+    assert dropped == 1
+    assert groups["multi"] == [2.0, 4.0] and groups["human"] == [1.0, 3.0]
 
 
 def test_an_item_unparsed_for_any_condition_is_dropped_for_all(tmp_path: Path) -> None:
     judge = {c: scores([1, 2, 3, 4]) for c in CONDITIONS}
     judge["single"] = scores([1, None, 3, 4])  # item h1 failed to parse for one condition only
     fake_project(tmp_path, dict.fromkeys(CONDITIONS, 0.0), judge)
-    data = report.collect(CONDITIONS, tmp_path)
+    data = report.collect(CONDITIONS, [42], tmp_path)
     groups, dropped = report.judged(data, "harmful", "harmfulness")
     assert dropped == 1
     assert groups == {c: [1.0, 3.0, 4.0] for c in CONDITIONS}

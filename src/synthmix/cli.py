@@ -13,6 +13,8 @@ from synthmix.io import DataError
 from synthmix.mixing import MixError
 from synthmix.modelstore import ModelError
 
+RUN_SEED = "the run seed, one of params `seeds` (training seed and the target's sampling seed)"
+
 
 def _stage(module: str):
     return importlib.import_module(f"synthmix.stages.{module}").main
@@ -51,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     finetune = sub.add_parser("finetune", help="LoRA SFT of the target on one condition's training set")
     finetune.add_argument("condition")
+    finetune.add_argument("--seed", type=int, required=True, help=RUN_SEED)
     finetune.add_argument("--out", required=True)
     finetune.add_argument("--mix", required=True, help="the condition's mix folder")
     finetune.add_argument("--models", default="models/base")
@@ -58,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sample = sub.add_parser("sample", help="the (tuned) target answers the test prompts")
     sample.add_argument("condition")
+    sample.add_argument("--seed", type=int, required=True, help=RUN_SEED)
     sample.add_argument("--out", required=True)
     sample.add_argument("--adapter", required=True)
     sample.add_argument("--prepared", default="data/prepared")
@@ -69,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     attack = sub.add_parser("attack", help="the condition's model answers the red-team prompts")
     attack.add_argument("condition")
+    attack.add_argument("--seed", type=int, required=True, help=RUN_SEED)
     attack.add_argument("--out", required=True)
     attack.add_argument("--adapter", required=True)
     attack.add_argument("--redteam", default="data/redteam")
@@ -76,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     robust = sub.add_parser("robustness", help="refusal, judged harmfulness and quality of one condition")
     robust.add_argument("condition")
+    robust.add_argument("--seed", type=int, required=True, help=RUN_SEED)
     robust.add_argument("--out", required=True, help="folder for the judge replies and per-item scores")
     robust.add_argument("--attacks", required=True, help="the condition's attack folder")
     robust.add_argument("--metrics", required=True, help="DVCLive folder for the metrics")
@@ -85,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         "collapse", help="distribution collapse of one condition: perplexity, diversity"
     )
     collapse.add_argument("condition")
+    collapse.add_argument("--seed", type=int, required=True, help=RUN_SEED)
     collapse.add_argument("--out", required=True, help="folder for the per-item perplexities")
     collapse.add_argument("--samples", required=True, help="the condition's sample folder")
     collapse.add_argument("--adapter", required=True, help="the condition's adapter folder")
@@ -103,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_diversity.add_argument("--prepared", default="data/prepared")
     preference = sub.add_parser("preference", help="the condition's model judges every pair of candidates")
     preference.add_argument("condition")
+    preference.add_argument("--seed", type=int, required=True, help=RUN_SEED)
     preference.add_argument("--out", required=True, help="folder for the pairwise and absolute judgements")
     preference.add_argument("--adapter", required=True, help="the condition's adapter folder")
     preference.add_argument("--prepared", default="data/prepared")
@@ -111,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     preference_metrics = sub.add_parser("preference-metrics", help="self-preference bias from the judgements")
     preference_metrics.add_argument("condition")
+    preference_metrics.add_argument("--seed", type=int, required=True, help=RUN_SEED)
     preference_metrics.add_argument("--judgements", required=True, help="the condition's preference folder")
     preference_metrics.add_argument("--metrics", required=True, help="DVCLive folder: metrics, matrix, plot")
     report = sub.add_parser("report", help="compare all conditions: tables, significance tests, figures")
@@ -153,19 +162,28 @@ def run(args: argparse.Namespace) -> None:
     elif args.command == "mix":
         _stage("mix")(args.condition, args.out, args.metrics, args.prepared, args.generated, args.params)
     elif args.command == "finetune":
-        _stage("finetune")(args.condition, args.out, args.mix, args.models, args.metrics, args.params)
+        _stage("finetune")(
+            args.condition, args.seed, args.out, args.mix, args.models, args.metrics, args.params
+        )
     elif args.command == "sample":
-        _stage("sample")(args.condition, args.out, args.adapter, args.prepared, args.models, args.params)
+        _stage("sample")(
+            args.condition, args.seed, args.out, args.adapter, args.prepared, args.models, args.params
+        )
     # ---- evaluation dispatch: each stage family adds its branch below ----
     elif args.command == "redteam":
         _stage("redteam")(args.out, args.params)
     elif args.command == "attack":
-        _stage("attack")(args.condition, args.out, args.adapter, args.redteam, args.models, args.params)
+        _stage("attack")(
+            args.condition, args.seed, args.out, args.adapter, args.redteam, args.models, args.params
+        )
     elif args.command == "robustness":
-        _stage("robustness")(args.condition, args.out, args.attacks, args.metrics, args.models, args.params)
+        _stage("robustness")(
+            args.condition, args.seed, args.out, args.attacks, args.metrics, args.models, args.params
+        )
     elif args.command == "collapse":
         _stage("collapse")(
             args.condition,
+            args.seed,
             args.out,
             args.samples,
             args.adapter,
@@ -178,12 +196,19 @@ def run(args: argparse.Namespace) -> None:
         _stage("data_diversity")(args.out, args.metrics, args.generated, args.prepared, args.params)
     elif args.command == "preference":
         _stage("preference")(
-            args.condition, args.out, args.adapter, args.prepared, args.generated, args.models, args.params
+            args.condition,
+            args.seed,
+            args.out,
+            args.adapter,
+            args.prepared,
+            args.generated,
+            args.models,
+            args.params,
         )
     elif args.command == "preference-metrics":
         from synthmix.stages.preference import metrics_main
 
-        metrics_main(args.condition, args.judgements, args.metrics, args.params)
+        metrics_main(args.condition, args.seed, args.judgements, args.metrics, args.params)
     elif args.command == "report":
         _stage("report")(args.out, args.root, args.params)
     # ---- end of evaluation dispatch ----

@@ -193,17 +193,44 @@ class DataConfig(Strict):
     )
 
 
+SEED_MOVED = "each run seed comes from the top-level list `seeds`; remove this key and list the seeds there"
+
+
+class RunSeeded(Strict):
+    """A section whose seed is the run's (one of `seeds`): a `seed` key here is an error that says so.
+
+    The field stays (as None) so that a validated params file, written out in full, validates again."""
+
+    seed: int | None = Field(default=None, description="not set here: " + SEED_MOVED)
+
+    @field_validator("seed")
+    @classmethod
+    def _seed_moved(cls, value: int | None) -> int | None:
+        if value is not None:
+            raise ValueError(SEED_MOVED)
+        return value
+
+
+class TargetGeneration(RunSeeded, Generation):
+    """The target's decoding settings (sample@, attack@). The seed is the run's, one of `seeds`."""
+
+    def for_seed(self, seed: int) -> Generation:
+        """These settings, sampling with the run seed `seed`."""
+        return Generation(**{**self.model_dump(), "seed": seed})
+
+
 class Target(Strict):
     """The model that is fine-tuned, and how it answers in the sample stage."""
 
     model: str = Field(description="a key of `models`")
     own_source: str = Field(description="the source of the target's own family (the paper's Llama)")
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
-    generation: Generation = Generation()
+    generation: TargetGeneration = TargetGeneration()
 
 
-class Finetune(Strict):
-    """LoRA SFT settings; defaults are the paper's (r 16, alpha 32, lr 5e-5 cosine, ...)."""
+class Finetune(RunSeeded):
+    """LoRA SFT settings; defaults are the paper's (r 16, alpha 32, lr 5e-5 cosine, ...). The training seed is
+    the run's (`seeds`): `Params.finetune_for(condition, seed)` sets it."""
 
     lora_r: PositiveInt = 16
     lora_alpha: PositiveInt = 32
@@ -225,7 +252,6 @@ class Finetune(Strict):
     precision: Literal["auto", "fp32", "bf16"] = Field(
         default="auto", description="auto: bf16 on GPU, fp32 on CPU"
     )
-    seed: int = 42
     num_processes: PositiveInt = Field(
         default=1,
         description="GPUs to train on; > 1 re-launches the stage under `accelerate launch`. Effective "
@@ -238,7 +264,7 @@ class Finetune(Strict):
     )
 
 
-class FinetuneOverride(Strict):
+class FinetuneOverride(RunSeeded):
     """Per-condition overrides of `finetune` (any subset of its keys)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -250,7 +276,6 @@ class FinetuneOverride(Strict):
     max_steps: int | None = None
     batch_size: PositiveInt | None = None
     gradient_accumulation_steps: PositiveInt | None = None
-    seed: int | None = None
 
 
 class Condition(Strict):
@@ -539,7 +564,13 @@ class Report(Strict):
 class Params(Strict):
     """The whole params.yaml."""
 
-    seed: int = 42
+    seeds: list[int] = Field(
+        default=[42],
+        min_length=1,
+        description="run seeds: fine-tuning, sampling and every per-condition evaluation run once per seed "
+        "(stages <stage>@<condition>-<seed>); the seed sets LoRA init, data order and the target's sampling. "
+        "The report gives means with 95% CIs across seeds (paper: one run, seed 42)",
+    )
     models: dict[str, ModelSpec]
     data: DataConfig = DataConfig()
     sources: dict[str, Source]
@@ -592,10 +623,18 @@ class Params(Strict):
             raise ValueError("\n".join(problems))  # format_errors prints one line per problem
         return self
 
-    def finetune_for(self, condition: str) -> Finetune:
-        """The finetune settings of one condition: `finetune` with that condition's overrides applied."""
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, seeds: list[int]) -> list[int]:
+        repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+        if repeated:
+            raise ValueError(f"each seed may appear once; repeated: {repeated}")
+        return seeds
+
+    def finetune_for(self, condition: str, seed: int) -> Finetune:
+        """The finetune settings of one run: `finetune` with the condition's overrides and the run seed."""
         overrides = self.conditions[condition].finetune.model_dump(exclude_none=True)
-        return self.finetune.model_copy(update=overrides)
+        return self.finetune.model_copy(update={**overrides, "seed": seed})
 
     def models_in_use(self) -> list[str]:
         used = {s.model for s in self.sources.values()} | {self.target.model}
@@ -674,6 +713,21 @@ def load_condition_params(path: str | Path, condition: str) -> Params:
             + "; run a condition that params.yaml defines"
         )
     return params
+
+
+def load_run_params(path: str | Path, condition: str, seed: int) -> Params:
+    """load_params for a per-run stage (<stage>@<condition>-<seed>): the condition and the seed must be defined."""
+    params = load_condition_params(path, condition)
+    if seed not in params.seeds:
+        raise ParamsError(
+            f"{path}: seeds: seed {seed} is not listed (seeds: {params.seeds}); add it to `seeds` to run it"
+        )
+    return params
+
+
+def run_stage(stage: str, condition: str, seed: int) -> str:
+    """The DVC stage name of one run, as dvc.yaml's matrix names it: finetune@human-42."""
+    return f"{stage}@{condition}-{seed}"
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -6,6 +6,7 @@ params.yaml: a key left to its schema default makes DVC stop with "Parameters ..
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 from typing import Any
@@ -33,32 +34,57 @@ def _strings(node: Any) -> list[str]:
     return []
 
 
+def _members(spec: Any, raw_params: dict[str, Any], needed: dict[str, str], name: str) -> list[Any] | None:
+    """The members a `foreach` or matrix entry iterates over (a dict's keys, a list's items); records the key
+    it interpolates as needed. None when it cannot be resolved (a missing key: reported as missing)."""
+    if isinstance(spec, list):
+        return spec
+    if isinstance(spec, str) and (match := _INTERPOLATION.fullmatch(spec.strip())):
+        needed.setdefault(match.group(1), name)
+        found, value = _lookup(raw_params, match.group(1))
+        if found and isinstance(value, dict | list):
+            return list(value)
+    return None
+
+
+def _generated(name: str, stage: dict[str, Any], raw_params: dict[str, Any], needed: dict[str, str]):
+    """(label, {placeholder: value}) for each stage that a plain, foreach or matrix stage generates."""
+    if "foreach" in stage:
+        keys = _members(stage["foreach"], raw_params, needed, name)
+        return [(f"{name}@{k}", {"${key}": str(k)}) for k in keys] if keys else [(name, {})]
+    if isinstance(stage.get("matrix"), dict):
+        axes = {axis: _members(spec, raw_params, needed, name) for axis, spec in stage["matrix"].items()}
+        if not all(axes.values()):
+            return [(name, {})]
+        combos = list(itertools.product(*axes.values()))
+        return [
+            (
+                f"{name}@{'-'.join(map(str, combo))}",
+                {f"${{item.{axis}}}": str(v) for axis, v in zip(axes, combo, strict=True)},
+            )
+            for combo in combos
+        ]
+    return [(name, {})]
+
+
 def referenced_keys(dvc_yaml: str | Path, raw_params: dict[str, Any]) -> dict[str, str]:
     """{params key: stage that needs it} for every key dvc.yaml declares or interpolates."""
     stages = (yaml.safe_load(Path(dvc_yaml).read_text(encoding="utf-8")) or {}).get("stages", {})
     needed: dict[str, str] = {}
     for name, stage in stages.items():
-        body = stage.get("do", stage)
-        keys: list[str | None] = [None]
-        foreach = stage.get("foreach")
-        if isinstance(foreach, str) and (match := _INTERPOLATION.fullmatch(foreach.strip())):
-            needed.setdefault(match.group(1), name)
-            found, value = _lookup(raw_params, match.group(1))
-            keys = list(value) if found and isinstance(value, dict) else [None]
-        for key in keys:
-            label = f"{name}@{key}" if key is not None else name
-            declared = [p for p in body.get("params", []) if isinstance(p, str)]
-            interpolated = [
-                m
-                for s in _strings({k: v for k, v in body.items() if k != "params"})
-                for m in _INTERPOLATION.findall(s)
-            ]
-            for ref in [*declared, *interpolated]:
-                if key is not None:
-                    ref = ref.replace("${key}", key)
-                if ref == "key" or ref.startswith("item.") or "${" in ref:
+        body = {k: v for k, v in stage.get("do", stage).items() if k not in ("foreach", "matrix")}
+        for label, placeholders in _generated(name, stage, raw_params, needed):
+            for ref in body.get("params", []):
+                if not isinstance(ref, str):
                     continue
-                needed.setdefault(ref, label)
+                for placeholder, value in placeholders.items():
+                    ref = ref.replace(placeholder, value)  # conditions.${item.condition} -> conditions.multi
+                if "${" not in ref:
+                    needed.setdefault(ref, label)
+            for s in _strings({k: v for k, v in body.items() if k != "params"}):
+                for ref in _INTERPOLATION.findall(s):  # ${target.model}; not the loop's own ${key}, ${item.*}
+                    if ref != "key" and not ref.startswith("item.") and "${" not in ref:
+                        needed.setdefault(ref, label)
     return needed
 
 

@@ -51,54 +51,78 @@ def perplexity_distributions(data: dict[str, Any], out: Path) -> Path:
     return _save(plt, fig, out / "perplexity_distributions.png")
 
 
+def _bars_with_ci(ax: Any, rows: dict[str, Any], metric: str, color: str) -> bool:
+    """One bar per condition with its 95% CI as an error bar where the report has one; False if no values."""
+    conditions = list(rows)
+    values = [rows[c].get(metric) for c in conditions]
+    if all(v is None for v in values):
+        return False
+    heights = [v if v is not None else 0.0 for v in values]
+    cis = [rows[c].get("ci95", {}).get(metric) for c in conditions]
+    if not any(cis):  # no interval at all (a corpus-level metric from one seed): no error bars either
+        ax.bar(conditions, heights, color=color)
+        return True
+    errors = [
+        [max(0.0, h - ci[0]) if ci else 0.0 for h, ci in zip(heights, cis, strict=True)],
+        [max(0.0, ci[1] - h) if ci else 0.0 for h, ci in zip(heights, cis, strict=True)],
+    ]
+    ax.bar(conditions, heights, yerr=errors, capsize=4, color=color)
+    return True
+
+
 def diversity_bars(summary: dict[str, Any], out: Path) -> Path:
     plt = _plt()
     rows = summary["conditions"]
-    conditions = list(rows)
+    several = len(summary.get("seeds") or []) >= 2
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    lexical = [rows[c].get("lexical_diversity_individual") for c in conditions]
-    cis = [rows[c].get("lexical_diversity_individual_ci95") for c in conditions]
     ax = axes[0]
-    if any(v is not None for v in lexical):
-        heights = [v if v is not None else 0.0 for v in lexical]
-        errors = [
-            [max(0.0, h - ci[0]) if ci else 0.0 for h, ci in zip(heights, cis, strict=True)],
-            [max(0.0, ci[1] - h) if ci else 0.0 for h, ci in zip(heights, cis, strict=True)],
-        ]
-        ax.bar(conditions, heights, yerr=errors, capsize=4, color="tab:blue")
+    if _bars_with_ci(ax, rows, "lexical_diversity_individual", "tab:blue"):
         ax.set_ylabel("100 - Self-BLEU (higher = more diverse)")
     else:
         _empty(ax, "not computed")
-    ax.set_title("Lexical diversity, individual (95% bootstrap CI)", fontsize=10)
-    semantic = [rows[c].get("semantic_diversity") for c in conditions]
+    ax.set_title(
+        "Lexical diversity, individual (95% CI " + ("across seeds)" if several else "over responses)"),
+        fontsize=10,
+    )
     ax = axes[1]
-    if any(v is not None for v in semantic):
-        ax.bar(conditions, [v if v is not None else 0.0 for v in semantic], color="tab:green")
+    if _bars_with_ci(ax, rows, "semantic_diversity", "tab:green"):
         ax.set_ylabel("mean pairwise cosine distance")
     else:
         _empty(ax, "not computed (no embedding model)")
-    ax.set_title("Semantic diversity (MiniLM sentence embeddings)", fontsize=10)
+    ax.set_title(
+        "Semantic diversity (MiniLM embeddings" + (", 95% CI across seeds)" if several else ")"), fontsize=10
+    )
     for ax in axes:
         ax.set_xlabel("condition")
     return _save(plt, fig, out / "diversity.png")
 
 
-def vocabulary_growth(conditions: list[str], root: Path, out: Path) -> Path:
+def vocabulary_growth(conditions: list[str], seeds: list[int], root: Path, out: Path) -> Path:
+    """One curve per run; a condition's seeds share its colour (solid, then dashed, dotted, ...)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4))
     drawn = 0
-    for c in conditions:
-        path = root / "metrics" / "collapse" / c / "vocabulary_growth.tsv"
-        if not path.is_file():
-            continue
-        with path.open() as handle:
-            rows = list(csv.DictReader(handle, delimiter="\t"))
-        ax.plot([int(r["tokens"]) for r in rows], [int(r["vocabulary"]) for r in rows], marker=".", label=c)
-        drawn += 1
+    styles = ("-", "--", ":", "-.")
+    for index, c in enumerate(conditions):
+        for number, seed in enumerate(seeds):
+            path = root / "metrics" / "collapse" / c / str(seed) / "vocabulary_growth.tsv"
+            if not path.is_file():
+                continue
+            with path.open() as handle:
+                rows = list(csv.DictReader(handle, delimiter="\t"))
+            ax.plot(
+                [int(r["tokens"]) for r in rows],
+                [int(r["vocabulary"]) for r in rows],
+                marker=".",
+                linestyle=styles[number % len(styles)],
+                color=f"C{index % 10}",
+                label=c if len(seeds) == 1 else f"{c}, seed {seed}",
+            )
+            drawn += 1
     if drawn:
         ax.set_xlabel("tokens N (concatenated outputs)")
         ax.set_ylabel("distinct words V(N)")
-        ax.legend(title="condition")
+        ax.legend(title="condition" if len(seeds) == 1 else "run", fontsize=8)
     else:
         _empty(ax, "not computed")
     ax.set_title("Vocabulary growth (Heaps' law)", fontsize=10)

@@ -1,21 +1,31 @@
 """The comparison report: every condition side by side, with significance tests and confidence intervals.
 
-Reads what the evaluation stages wrote (metrics JSON and per-item JSONL), never a model. Pure functions
-turn those into tables; `stages/report.py` writes `reports/summary.md`, `reports/summary.json` and figures.
+Reads what the evaluation stages wrote (metrics JSON and per-item JSONL) for every run <condition>/<seed>,
+never a model. Pure functions turn those into tables; `stages/report.py` writes `reports/summary.md`,
+`reports/summary.json` and figures.
+
+Seeds: every metric is the mean over a condition's runs (one per seed in params `seeds`). Its 95% confidence
+interval is a Student-t interval across seeds when there are two or more; with one seed it is a bootstrap
+over items for the metrics that are means over items (perplexity, per-response lexical diversity, refusal
+rate, judged scores, danger-zone share), and none for corpus-level metrics (aggregated Self-BLEU, Heaps' law,
+semantic diversity, ...), which one run measures once.
 
 Significance, as in the paper: Kruskal-Wallis across conditions on per-item values, then pairwise
-Mann-Whitney U with Bonferroni correction. Confidence intervals: 95% bootstrap over items (one seed).
+Mann-Whitney U with Bonferroni correction. With several seeds an item's value is its mean over the seeds, so
+the tests compare the same items in every condition and an item counts once.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from synthmix.io import read_json, read_jsonl
 from synthmix.metrics.diversity import self_bleu, split_sentences, summarize
-from synthmix.metrics.stats import bootstrap_ci, kruskal_wallis, pairwise_mann_whitney
+from synthmix.metrics.stats import bootstrap_ci, kruskal_wallis, pairwise_mann_whitney, seed_ci
 from synthmix.robustness import drop_unparsed_across_conditions
 
 PERPLEXITIES = ("own_output_perplexity", "human_text_perplexity")
@@ -32,14 +42,23 @@ DIVERSITY = (
 )
 PROMPT_SETS = ("harmful", "jailbreak", "benign")
 ROBUSTNESS = ("refusal_rate", "harmfulness_mean", "quality_mean", "danger_zone_share", "parse_failures")
+PREFERENCE = ("self_preference", "self_preference_vs_human", "position_consistency")
+FINETUNE = ("steps", "final_train_loss", "best_eval_loss")
+RUBRICS = ("harmfulness", "quality")
+COUNTS = ("parse_failures", "steps")  # counts, not estimates: averaged over seeds but given no interval
+SECTIONS = ("finetune", "collapse", "robustness", "preference")  # the metrics files of one run
 
 
 def _maybe_json(path: Path) -> dict[str, Any] | None:
     return read_json(path) if path.is_file() else None
 
 
-def _finite(values: list[Any]) -> list[float]:
-    return [float(v) for v in values if v is not None and math.isfinite(float(v))]
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _finite(values: Sequence[Any]) -> list[float]:
+    return [float(v) for v in values if _is_number(v)]
 
 
 def compare_groups(groups: dict[str, list[float]], alpha: float) -> dict[str, Any] | None:
@@ -52,58 +71,112 @@ def compare_groups(groups: dict[str, list[float]], alpha: float) -> dict[str, An
     return {"kruskal_wallis": omnibus, "pairwise": pairs}
 
 
-def with_ci(values: list[float], seed: int, resamples: int) -> dict[str, Any]:
-    """summarize() plus a 95% bootstrap CI of the mean (None with fewer than 2 values)."""
-    summary = summarize(values)
-    finite = _finite(values)
+def interval(
+    per_seed: Sequence[Any], items: Sequence[Any] | None, seed: int, resamples: int
+) -> list[float] | None:
+    """The 95% CI of a metric's mean: Student-t across seeds (two or more per-seed values), else a bootstrap
+    over the one run's per-item values (`items`); None when neither has two finite values."""
+    values = _finite(per_seed)
+    if len(values) >= 2:
+        ci = seed_ci(values)
+        return [ci["low"], ci["high"]]
+    finite = _finite(items or [])
     if len(finite) >= 2:
         low, high = bootstrap_ci(finite, n_resamples=resamples, seed=seed)
-        summary["ci95"] = [low, high]
-    else:
-        summary["ci95"] = None
-    return summary
+        return [low, high]
+    return None
 
 
-def individual_lexical_diversity(responses: list[str]) -> list[float]:
-    """Per-response 100 - Self-BLEU (responses with >= 2 valid sentences), for error bars and tests."""
-    values = []
-    for response in responses:
+def seed_mean(per_seed: Sequence[Any]) -> float | None:
+    """The mean over seeds of the finite values; None when no seed has one."""
+    values = _finite(per_seed)
+    if not values:
+        return None
+    mean = statistics.fmean(values)
+    counts = all(isinstance(v, int) and not isinstance(v, bool) for v in per_seed if v is not None)
+    return int(mean) if counts and mean.is_integer() else mean  # step counts stay whole numbers
+
+
+def individual_lexical_diversity(responses: Mapping[str, str]) -> dict[str, float]:
+    """Per-response 100 - Self-BLEU by response id (responses with >= 2 valid sentences), for CIs and tests."""
+    values = {}
+    for key, response in responses.items():
         score = self_bleu(split_sentences(response))
         if score is not None:
-            values.append(100.0 - score)
+            values[key] = 100.0 - score
     return values
 
 
-def collect(conditions: list[str], root: Path) -> dict[str, Any]:
-    """Everything the report needs, read from the standard output folders under `root`."""
-    data: dict[str, Any] = {
-        "conditions": conditions,
-        "collapse": {},
-        "robustness": {},
-        "preference": {},
-        "finetune": {},
-        "mix": {},
-        "items": {},
+def read_run(root: Path, condition: str, seed: int) -> dict[str, Any]:
+    """What the evaluation stages wrote for one run (<condition>/<seed>); None or absent where not run."""
+    rel = Path(condition) / str(seed)
+    run: dict[str, Any] = {
+        section: _maybe_json(root / "metrics" / section / rel / "metrics.json")
+        for section in ("finetune", "collapse", "robustness", "preference")
     }
+    items: dict[str, Any] = {}
+    for name in PERPLEXITIES:
+        path = root / "data" / "collapse" / rel / f"{name}.jsonl"
+        if path.is_file():
+            items[name] = {r["id"]: r.get("perplexity") for r in read_jsonl(path, required=("id",))}
+    samples = root / "data" / "samples" / rel / "responses.jsonl"
+    if samples.is_file():
+        responses = {r["id"]: r["response"] for r in read_jsonl(samples, required=("id", "response"))}
+        items["lexical_diversity_individual"] = individual_lexical_diversity(responses)
+    scores = root / "data" / "judgements" / rel / "scores.jsonl"
+    if scores.is_file():
+        items["judge_scores"] = {r["id"]: r for r in read_jsonl(scores, required=("id",))}
+    run["items"] = items
+    return run
+
+
+def item_means(per_seed: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
+    """Per item id, the mean of its values over the seeds; None for an item without a finite value in every
+    seed (it cannot be compared on the same footing)."""
+    ids = dict.fromkeys(key for values in per_seed for key in values)
+    means: dict[str, float | None] = {}
+    for key in ids:
+        values = [values.get(key) for values in per_seed]
+        means[key] = statistics.fmean(values) if all(_is_number(v) for v in values) else None
+    return means
+
+
+def merged_judge_scores(per_seed: Sequence[Mapping[str, Mapping[str, Any]]]) -> list[dict[str, Any]]:
+    """One record per red-team item: rubric scores averaged over the seeds (None when a seed failed to parse
+    it, so the paper's drop rule applies to it) and the share of seeds in which the answer was a refusal."""
+    merged = []
+    for key in dict.fromkeys(key for records in per_seed for key in records):
+        records = [records.get(key) for records in per_seed]
+        present = [r for r in records if r is not None]
+        record: dict[str, Any] = {"id": key, "prompt_set": present[0].get("prompt_set")}
+        for rubric in RUBRICS:
+            if any(rubric in r for r in present):
+                values = [r.get(rubric) if r is not None else None for r in records]
+                record[rubric] = statistics.fmean(values) if all(_is_number(v) for v in values) else None
+        if all(r is not None and "refusal" in r for r in records):
+            record["refusal"] = statistics.fmean(float(bool(r["refusal"])) for r in records)
+        merged.append(record)
+    return merged
+
+
+def collect(conditions: list[str], seeds: list[int], root: Path) -> dict[str, Any]:
+    """Everything the report needs, read from the standard output folders under `root`: each run under
+    data["runs"][condition][seed], and per-item values averaged over the seeds under data["items"]."""
+    data: dict[str, Any] = {"conditions": conditions, "seeds": seeds, "runs": {}, "items": {}, "mix": {}}
     for c in conditions:
-        data["finetune"][c] = _maybe_json(root / "metrics" / "finetune" / c / "metrics.json")
         data["mix"][c] = _maybe_json(root / "metrics" / "mix" / f"{c}.json")
-        data["collapse"][c] = _maybe_json(root / "metrics" / "collapse" / c / "metrics.json")
-        data["robustness"][c] = _maybe_json(root / "metrics" / "robustness" / c / "metrics.json")
-        data["preference"][c] = _maybe_json(root / "metrics" / "preference" / c / "metrics.json")
+        runs = {seed: read_run(root, c, seed) for seed in seeds}
+        data["runs"][c] = runs
         items: dict[str, Any] = {}
-        for name in PERPLEXITIES:
-            path = root / "data" / "collapse" / c / f"{name}.jsonl"
-            if path.is_file():
-                items[name] = [r.get("perplexity") for r in read_jsonl(path)]
-        samples = root / "data" / "samples" / c / "responses.jsonl"
-        if samples.is_file():
-            items["lexical_diversity_individual"] = individual_lexical_diversity(
-                [r["response"] for r in read_jsonl(samples)]
-            )
-        scores = root / "data" / "judgements" / c / "scores.jsonl"
-        if scores.is_file():
-            items["judge_scores"] = read_jsonl(scores)
+        for name in (*PERPLEXITIES, "lexical_diversity_individual"):
+            per_seed = [run["items"][name] for run in runs.values() if name in run["items"]]
+            if per_seed:
+                items[name] = list(item_means(per_seed).values())
+        judged_runs = [
+            run["items"]["judge_scores"] for run in runs.values() if "judge_scores" in run["items"]
+        ]
+        if judged_runs:
+            items["judge_scores"] = merged_judge_scores(judged_runs)
         data["items"][c] = items
     data["data_diversity"] = _maybe_json(root / "metrics" / "data_diversity" / "metrics.json")
     return data
@@ -124,51 +197,114 @@ def judged(data: dict[str, Any], prompt_set: str, rubric: str) -> tuple[dict[str
     return {c: [float(v) for v in scores.values()] for c, scores in kept.items()}, dropped
 
 
-def build_summary(data: dict[str, Any], alpha: float, seed: int, resamples: int) -> dict[str, Any]:
+def robustness_items(
+    records: Mapping[str, Mapping[str, Any]], prompt_set: str, danger: tuple[float, float]
+) -> dict[str, list[float]]:
+    """One run's per-item values behind each robustness metric of a prompt set (as stages/robustness.py
+    summarises them): refusal 0/1 per item, parsed rubric scores, danger-zone 0/1 where both parsed."""
+    quality_min, harm_min = danger
+    rows = [r for r in records.values() if r.get("prompt_set") == prompt_set]
+    items: dict[str, list[float]] = {"refusal_rate": [float(bool(r.get("refusal"))) for r in rows]}
+    for rubric in RUBRICS:
+        items[f"{rubric}_mean"] = _finite([r.get(rubric) for r in rows])
+    both = [r for r in rows if _is_number(r.get("harmfulness")) and _is_number(r.get("quality"))]
+    items["danger_zone_share"] = [
+        float(r["quality"] >= quality_min and r["harmfulness"] >= harm_min) for r in both
+    ]
+    return items
+
+
+class _Row:
+    """One condition's row: metric means over seeds, their CIs under row["ci95"] (keyed by metric path)."""
+
+    def __init__(self, seed: int, resamples: int):
+        self.values: dict[str, Any] = {"ci95": {}}
+        self.seed, self.resamples = seed, resamples
+
+    def add(self, path: str, per_seed: Sequence[Any], items: Sequence[Any] | None = None) -> None:
+        mean = seed_mean(per_seed)
+        if mean is None:
+            return
+        *parents, leaf = path.split(".")
+        target = self.values
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[leaf] = mean
+        ci = interval(per_seed, items, self.seed, self.resamples)
+        if ci is not None and leaf not in COUNTS:
+            self.values["ci95"][path] = ci
+
+
+def incomplete_runs(data: dict[str, Any]) -> dict[str, list[str]]:
+    """{"<condition>/<seed>": [sections]} for each run that lacks a metrics file that other runs have (a stage
+    not reproduced yet): the report leaves it out of those means and says so."""
+    runs = {f"{c}/{seed}": run for c in data["conditions"] for seed, run in data["runs"][c].items()}
+    present = [section for section in SECTIONS if any(run[section] is not None for run in runs.values())]
+    missing = {name: [s for s in present if run[s] is None] for name, run in runs.items()}
+    return {name: sections for name, sections in missing.items() if sections}
+
+
+def build_summary(
+    data: dict[str, Any],
+    alpha: float,
+    seed: int,
+    resamples: int,
+    danger: tuple[float, float] = (4, 4),
+) -> dict[str, Any]:
+    """The report's numbers: per condition, each metric's mean over seeds with its 95% CI, and the tests.
+
+    `danger` is (quality_min, harm_min) of the danger zone, as robustness.scoring sets it."""
     conditions = data["conditions"]
-    summary: dict[str, Any] = {"conditions": {}, "tests": {}}
+    summary: dict[str, Any] = {"seeds": data["seeds"], "conditions": {}, "tests": {}}
     for c in conditions:
-        row: dict[str, Any] = {}
-        items = data["items"][c]
+        runs = list(data["runs"][c].values())
+        one = len(runs) == 1
+        row = _Row(seed, resamples)
         for name in PERPLEXITIES:
-            if name in items:
-                row[name] = with_ci(_finite(items[name]), seed, resamples)
-        if items.get("lexical_diversity_individual"):
-            row["lexical_diversity_individual_ci95"] = with_ci(
-                items["lexical_diversity_individual"], seed, resamples
-            )["ci95"]
-        collapse = data["collapse"][c] or {}
+            per_seed = [
+                summarize(_finite(list(r["items"][name].values()))) for r in runs if name in r["items"]
+            ]
+            if not per_seed:
+                continue
+            row.values[name] = {
+                key: seed_mean([s[key] for s in per_seed]) for key in ("mean", "median", "mean_iqr_cleaned")
+            }
+            row.values[name]["n_items"] = per_seed[0]["n"] if one else None
+            items = list(runs[0]["items"][name].values()) if one else None
+            row.values["ci95"][name] = interval([s["mean"] for s in per_seed], items, seed, resamples)
         for name in DIVERSITY:
-            if name in collapse:
-                row[name] = collapse[name]
-        robustness = data["robustness"][c] or {}
+            per_seed = [(r["collapse"] or {}).get(name) for r in runs]
+            items = None
+            if name == "lexical_diversity_individual" and one:
+                items = list(runs[0]["items"].get(name, {}).values())
+            row.add(name, per_seed, items)
         for prompt_set in PROMPT_SETS:
-            if prompt_set in robustness:
-                row[prompt_set] = {
-                    k: robustness[prompt_set].get(k) for k in ROBUSTNESS if k in robustness[prompt_set]
-                }
-        preference = data["preference"][c] or {}
-        for key in ("self_preference", "self_preference_vs_human", "position_consistency"):
-            if key in preference:
-                row[key] = preference[key]
-        if "preference" in preference:
-            row["preference"] = preference["preference"]
-        finetune = data["finetune"][c] or {}
-        row["tuned"] = bool(finetune.get("tuned"))
-        for key in ("steps", "final_train_loss", "best_eval_loss"):
-            if key in finetune:
-                row[key] = finetune[key]
-        summary["conditions"][c] = row
-    for name in PERPLEXITIES:
+            sets = [(r["robustness"] or {}).get(prompt_set) for r in runs]
+            if not any(sets):
+                continue
+            records = runs[0]["items"].get("judge_scores", {}) if one else {}
+            items = robustness_items(records, prompt_set, danger)
+            for key in ROBUSTNESS:
+                row.add(
+                    f"{prompt_set}.{key}", [(s or {}).get(key) for s in sets], items.get(key) if one else None
+                )
+        preferences = [r["preference"] or {} for r in runs]
+        for key in PREFERENCE:
+            row.add(key, [p.get(key) for p in preferences])
+        for source in dict.fromkeys(s for p in preferences for s in p.get("preference") or {}):
+            row.add(f"preference.{source}", [(p.get("preference") or {}).get(source) for p in preferences])
+        trained = [r["finetune"] or {} for r in runs]
+        for key in FINETUNE:
+            row.add(key, [t.get(key) for t in trained])
+        row.values["tuned"] = any(bool(t.get("tuned")) for t in trained)
+        summary["conditions"][c] = row.values
+    summary["incomplete_runs"] = incomplete_runs(data)
+    for name in (*PERPLEXITIES, "lexical_diversity_individual"):
         groups = {c: _finite(data["items"][c].get(name, [])) for c in conditions}
-        result = compare_groups(groups, alpha)
-        if result:
+        if result := compare_groups(groups, alpha):
             summary["tests"][name] = result
-    groups = {c: data["items"][c].get("lexical_diversity_individual", []) for c in conditions}
-    if result := compare_groups(groups, alpha):
-        summary["tests"]["lexical_diversity_individual"] = result
     for prompt_set in PROMPT_SETS:
-        for rubric in ("harmfulness", "quality"):
+        for rubric in RUBRICS:
             groups, dropped = judged(data, prompt_set, rubric)
             if not groups and not dropped:
                 continue  # the rubric does not apply to this prompt set (or nothing was judged)
@@ -227,16 +363,54 @@ def _tests_lines(name: str, result: dict[str, Any] | None, alpha: float) -> list
     return lines
 
 
+def _get(row: Mapping[str, Any], path: str) -> Any:
+    value: Any = row
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, Mapping) else None
+    return value
+
+
+def _cell(row: Mapping[str, Any], path: str) -> str:
+    """A metric's mean with its 95% CI, "2.384 [2.178, 2.671]", or the mean alone when it has no CI."""
+    value, ci = _get(row, path), row.get("ci95", {}).get(path)
+    if value is None or not ci or not all(_is_number(v) for v in ci):
+        return _fmt(value)
+    return f"{_fmt(value)} [{_fmt(ci[0])}, {_fmt(ci[1])}]"
+
+
+def ci_note(seeds: list[int]) -> str:
+    """How the report's confidence intervals were computed, for its first paragraph."""
+    if len(seeds) >= 2:
+        return (
+            f"Each metric is the mean over {len(seeds)} runs (seeds {', '.join(map(str, seeds))}) with its 95% "
+            "confidence interval across seeds (Student t) in brackets."
+        )
+    return (
+        f"One run per condition (seed {seeds[0]}): brackets give a 95% bootstrap confidence interval over items "
+        "for metrics that are means over items; corpus-level metrics (aggregated Self-BLEU, semantic diversity, "
+        "Heaps' law, ...) get none from one run. List more seeds under `seeds` in params.yaml for intervals "
+        "across training runs."
+    )
+
+
 def render_markdown(summary: dict[str, Any], alpha: float, figures: list[str]) -> str:
     conditions = list(summary["conditions"])
     rows = summary["conditions"]
+    seeds = summary.get("seeds") or []
     out = [
         "# synthmix report",
         "",
-        f"Conditions: {', '.join(conditions)}. Per-item significance: Kruskal-Wallis, then pairwise "
-        f"Mann-Whitney U with Bonferroni correction (alpha {alpha}). CI: 95% bootstrap over items.",
+        f"Conditions: {', '.join(conditions)}. {ci_note(seeds)} Per-item significance: Kruskal-Wallis, then "
+        f"pairwise Mann-Whitney U with Bonferroni correction (alpha {alpha})"
+        + (", on each item's mean over the seeds." if len(seeds) >= 2 else "."),
         "",
     ]
+    incomplete = summary.get("incomplete_runs") or {}
+    if incomplete:
+        listed = "; ".join(
+            f"{run} (no {', '.join(sections)} metrics)" for run, sections in incomplete.items()
+        )
+        out += [f"**Incomplete runs** (stages not reproduced yet; left out of those means): {listed}.", ""]
 
     out += [
         "## Distribution collapse",
@@ -252,13 +426,13 @@ def render_markdown(summary: dict[str, Any], alpha: float, figures: list[str]) -
     for c in conditions:
         row: list[Any] = [c]
         for name in PERPLEXITIES:
-            s = rows[c].get(name) or {}
-            ci = s.get("ci95")
+            stats = rows[c].get(name) or {}
+            ci = rows[c]["ci95"].get(name)
             row += [
-                s.get("mean"),
-                s.get("median"),
-                s.get("mean_iqr_cleaned"),
-                f"[{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else None,
+                stats.get("mean"),
+                stats.get("median"),
+                stats.get("mean_iqr_cleaned"),
+                f"[{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci and all(_is_number(v) for v in ci) else None,
             ]
         table.append(row)
     out += _table(header, table) + [""]
@@ -267,7 +441,9 @@ def render_markdown(summary: dict[str, Any], alpha: float, figures: list[str]) -
         "pairwise cosine distance; Heaps' law V = K N^beta).",
         "",
     ]
-    out += _table(["condition", *DIVERSITY], [[c, *(rows[c].get(k) for k in DIVERSITY)] for c in conditions])
+    out += _table(
+        ["condition", *DIVERSITY], [[c, *(_cell(rows[c], k) for k in DIVERSITY)] for c in conditions]
+    )
     out += [""]
     for name in (*PERPLEXITIES, "lexical_diversity_individual"):
         out += _tests_lines(name, summary["tests"].get(name), alpha)
@@ -289,7 +465,7 @@ def render_markdown(summary: dict[str, Any], alpha: float, figures: list[str]) -
     for c in conditions:
         for prompt_set in PROMPT_SETS:
             if prompt_set in rows[c]:
-                table.append([c, prompt_set, *(rows[c][prompt_set].get(k) for k in ROBUSTNESS)])
+                table.append([c, prompt_set, *(_cell(rows[c], f"{prompt_set}.{k}") for k in ROBUSTNESS)])
     out += _table(["condition", "prompt set", *ROBUSTNESS], table) if table else ["(no robustness metrics)"]
     out += [""]
     for key, result in summary["tests"].items():
@@ -311,14 +487,12 @@ def render_markdown(summary: dict[str, Any], alpha: float, figures: list[str]) -
     sources = sorted({s for c in conditions for s in (rows[c].get("preference") or {})})
     if sources:
         out += _table(
-            ["condition", *sources, "self_preference", "self_preference_vs_human", "position_consistency"],
+            ["condition", *sources, *PREFERENCE],
             [
                 [
                     c,
-                    *((rows[c].get("preference") or {}).get(s) for s in sources),
-                    rows[c].get("self_preference"),
-                    rows[c].get("self_preference_vs_human"),
-                    rows[c].get("position_consistency"),
+                    *(_cell(rows[c], f"preference.{s}") for s in sources),
+                    *(_cell(rows[c], k) for k in PREFERENCE),
                 ]
                 for c in conditions
             ],
@@ -328,17 +502,8 @@ def render_markdown(summary: dict[str, Any], alpha: float, figures: list[str]) -
 
     out += ["", "## Fine-tuning", ""]
     out += _table(
-        ["condition", "tuned", "steps", "final_train_loss", "best_eval_loss"],
-        [
-            [
-                c,
-                rows[c].get("tuned"),
-                rows[c].get("steps"),
-                rows[c].get("final_train_loss"),
-                rows[c].get("best_eval_loss"),
-            ]
-            for c in conditions
-        ],
+        ["condition", "tuned", *FINETUNE],
+        [[c, rows[c].get("tuned"), *(_cell(rows[c], k) for k in FINETUNE)] for c in conditions],
     )
     if figures:
         out += ["", "## Figures", ""] + [f"![{Path(f).stem}]({Path(f).name})" for f in figures]

@@ -82,6 +82,8 @@ def train_lora(
     from transformers import AutoModelForCausalLM, AutoTokenizer, EarlyStoppingCallback, set_seed
     from trl import SFTConfig, SFTTrainer
 
+    if settings.seed is None:
+        raise ValueError("train_lora needs the run seed: use Params.finetune_for(condition, seed)")
     set_seed(settings.seed)
     on_gpu = torch.cuda.is_available()
     bf16 = settings.precision == "bf16" or (settings.precision == "auto" and on_gpu)

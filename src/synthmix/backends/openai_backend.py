@@ -6,8 +6,9 @@
 types as the transformers backend's.
 
 Model names: `api_model`, or else the model's key under `models` (serve it under that name, e.g.
-`vllm serve models/base/llama-8b --served-model-name llama-8b`). A LoRA adapter is asked for by its folder
-name, which is the condition's name (`--enable-lora --lora-modules single=models/adapters/single ...`).
+`vllm serve models/base/llama-8b --served-model-name llama-8b`). A run's LoRA adapter is asked for by its run
+name `<condition>-<seed>`, from its folder models/adapters/<condition>/<seed>
+(`--enable-lora --lora-modules single-42=models/adapters/single/42 ...`).
 
 Up to `max_concurrency` requests are in flight; results are yielded as they complete, so `answer_all`
 checkpoints each one and a killed run resumes without asking again. 429, 5xx and network errors are retried
@@ -43,6 +44,14 @@ from synthmix.prompts import cut_at_stop
 MAX_BACKOFF_S = 60.0
 MAX_STOP_STRINGS = 4  # the OpenAI API accepts at most four stop sequences
 NETWORK_ERRORS = (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError)
+
+
+def adapter_name(adapter_dir: Path) -> str:
+    """The served name of a run's adapter, models/adapters/<condition>/<seed> -> "<condition>-<seed>" (the
+    run's stage suffix, e.g. sample@single-42); a folder outside that layout is asked for by its own name."""
+    if adapter_dir.name.isdigit():
+        return f"{adapter_dir.parent.name}-{adapter_dir.name}"
+    return adapter_dir.name
 
 
 class ApiError(ModelError):
@@ -184,9 +193,9 @@ class OpenAIBackend:
         self.client: Client | None = None
 
     def served_model(self, settings: Generation) -> str:
-        """The model name to ask for: the adapter's name, else api_model, else the model's key."""
+        """The model name to ask for: the adapter's run name, else api_model, else the model's key."""
         if self.adapter_dir is not None:
-            return self.adapter_dir.name
+            return adapter_name(self.adapter_dir)
         return settings.api_model or self.model_dir.name
 
     @staticmethod

@@ -1,4 +1,4 @@
-"""attack@<condition>: the condition's model answers every red-team prompt; resumable.
+"""attack@<condition>-<seed>: the condition's model answers every red-team prompt; resumable.
 
 Reads the prompt sets that the redteam stage wrote (``<redteam>/{harmful,jailbreak,benign}.jsonl``, those
 present) and answers them with the target's system prompt and decoding settings (``target.generation``;
@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from synthmix.config import PROMPT_SETS, Generation, Params, load_condition_params
+from synthmix.config import PROMPT_SETS, Params, TargetGeneration, load_run_params, run_stage
 from synthmix.io import DataError, read_jsonl
 from synthmix.prompts import chat_messages
 from synthmix.provenance import Run
@@ -57,7 +57,7 @@ def attack_requests(sets: dict[str, list[dict[str, Any]]], system_prompt: str | 
     return requests
 
 
-def attack_generation(params: Params) -> Generation:
+def attack_generation(params: Params) -> TargetGeneration:
     """target.generation with robustness.attack.max_new_tokens applied when given."""
     override = params.robustness.attack.max_new_tokens
     generation = params.target.generation
@@ -66,21 +66,26 @@ def attack_generation(params: Params) -> Generation:
 
 def main(
     condition: str,
+    seed: int,
     out: str,
     adapter: str,
     redteam: str = "data/redteam",
     models: str = "models/base",
     params_file: str = "params.yaml",
 ) -> None:
-    params = load_condition_params(params_file, condition)
+    params = load_run_params(params_file, condition, seed)
     target = params.target
     generation = attack_generation(params)
     run = Run(
-        f"attack@{condition}",
-        {"target": target.model_dump(), "robustness": {"attack": params.robustness.attack.model_dump()}},
+        run_stage("attack", condition, seed),
+        {
+            "target": target.model_dump(),
+            "robustness": {"attack": params.robustness.attack.model_dump()},
+            "seed": seed,
+        },
     )
     requests = attack_requests(load_prompt_sets(redteam), target.system_prompt)
     counts = condition_answers(
-        f"attack@{condition}", run, requests, out, Path(models) / target.model, adapter, generation
+        run, condition, seed, requests, out, Path(models) / target.model, adapter, generation
     )
-    print(f"attack@{condition}: {counts['records']} red-team responses -> {out}")
+    print(f"{run.stage}: {counts['records']} red-team responses -> {out}")

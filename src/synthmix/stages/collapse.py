@@ -1,4 +1,4 @@
-"""collapse@<condition>: distribution collapse of one condition's model (Schaffelder & Gatt, §4.1).
+"""collapse@<condition>-<seed>: distribution collapse of one run's model (Schaffelder & Gatt, §4.1).
 
 Perplexity in both directions, response tokens only (prompt in the target's chat template and system prompt):
 
@@ -25,7 +25,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from synthmix.config import Collapse, ParamsError, load_condition_params
+from synthmix.config import Collapse, ParamsError, load_run_params, run_stage
 from synthmix.io import DataError, ResumableRecords, atomic_write_text, fingerprint, read_jsonl, sha256_file
 from synthmix.metrics import diversity
 from synthmix.modelstore import model_revision
@@ -188,6 +188,7 @@ def perplexity_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 def main(
     condition: str,
+    seed: int,
     out: str,
     samples: str,
     adapter: str,
@@ -196,11 +197,11 @@ def main(
     models: str = "models/base",
     params_file: str = "params.yaml",
 ) -> None:
-    params = load_condition_params(params_file, condition)
+    params = load_run_params(params_file, condition, seed)
     settings, target = params.collapse, params.target
     embedder = embedding_model_path(settings.embedding_model, Path(params_file).resolve().parent)
     run = Run(
-        f"collapse@{condition}",
+        run_stage("collapse", condition, seed),
         {
             "collapse": settings.model_dump(),
             "target": {"model": target.model, "system_prompt": target.system_prompt},
@@ -217,7 +218,7 @@ def main(
     if unknown:
         raise DataError(
             f"{samples}/responses.jsonl: {len(unknown)} response(s) answer prompts that are not in "
-            f"{prepared}/test.jsonl (e.g. {unknown[:3]}); rerun sample@{condition} after prepare"
+            f"{prepared}/test.jsonl (e.g. {unknown[:3]}); rerun {run_stage('sample', condition, seed)} after prepare"
         )
 
     def item(item_id: str, prompt_id: str, response: str, category: Any) -> dict[str, Any]:
@@ -254,13 +255,14 @@ def main(
     run.write(
         out_dir,
         condition=condition,
+        seed=seed,
         base_model=model_revision(model_dir),
         adapter=str(adapter_dir) if adapter_dir else None,
         embedding_model=embedder_provenance(settings.embedding_model),
         metrics=summary,
     )
     print(
-        f"collapse@{condition}: own-output perplexity (median) {summary[PERPLEXITIES[0]]['median']}, "
+        f"{run.stage}: own-output perplexity (median) {summary[PERPLEXITIES[0]]['median']}, "
         f"human-text perplexity (median) {summary[PERPLEXITIES[1]]['median']}, "
         f"lexical diversity (aggregated) {values['lexical_diversity_aggregated']} -> {metrics_dir}"
     )

@@ -1,4 +1,6 @@
-"""finetune@<condition>: LoRA SFT of the target on the condition's training set -> adapter only.
+"""finetune@<condition>-<seed>: LoRA SFT of the target on the condition's training set -> adapter only.
+
+The run seed (one of params `seeds`) seeds LoRA initialisation, data order and the validation split.
 
 The untuned condition (empty mix) writes a manifest saying so and no adapter; later stages then use the
 base model. Training curves go to a DVCLive folder declared as metrics and plots in dvc.yaml.
@@ -8,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from synthmix.config import load_condition_params
+from synthmix.config import load_run_params, run_stage
 from synthmix.io import read_jsonl, write_json
 from synthmix.modelstore import model_revision
 from synthmix.provenance import Run
@@ -17,13 +19,20 @@ CURVES = ("train/loss", "eval/loss", "train/learning_rate")
 
 
 def main(
-    condition: str, out: str, mix: str, models: str, metrics: str, params_file: str = "params.yaml"
+    condition: str,
+    seed: int,
+    out: str,
+    mix: str,
+    models: str,
+    metrics: str,
+    params_file: str = "params.yaml",
 ) -> None:
-    params = load_condition_params(params_file, condition)
-    settings = params.finetune_for(condition)
+    params = load_run_params(params_file, condition, seed)
+    settings = params.finetune_for(condition, seed)
     target_dir = Path(models) / params.target.model
+    stage = run_stage("finetune", condition, seed)
     run = Run(
-        f"finetune@{condition}",
+        stage,
         {
             "finetune": settings.model_dump(),
             "target": params.target.model_dump(),
@@ -40,8 +49,8 @@ def main(
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(f"step\t{curve.split('/')[-1]}\n", encoding="utf-8")
         write_json(metrics_dir / "metrics.json", {"tuned": False})
-        run.write(out_dir, condition=condition, tuned=False, base_model=model_revision(target_dir))
-        print(f"finetune@{condition}: no fine-tuning (empty mix); the base model is used as is")
+        run.write(out_dir, condition=condition, seed=seed, tuned=False, base_model=model_revision(target_dir))
+        print(f"{stage}: no fine-tuning (empty mix); the base model is used as is")
         return
 
     from synthmix.launch import NullLive, in_distributed_launch, is_main_process, relaunch
@@ -53,6 +62,8 @@ def main(
             params_file,
             "finetune",
             condition,
+            "--seed",
+            str(seed),
             "--out",
             out,
             "--mix",
@@ -83,9 +94,14 @@ def main(
     if not main_process:
         return
     run.write(
-        out_dir, condition=condition, tuned=True, base_model=model_revision(target_dir), training=summary
+        out_dir,
+        condition=condition,
+        seed=seed,
+        tuned=True,
+        base_model=model_revision(target_dir),
+        training=summary,
     )
     print(
-        f"finetune@{condition}: {summary['steps']} steps, train loss {summary['first_train_loss']:.3f} -> "
+        f"{stage}: {summary['steps']} steps, train loss {summary['first_train_loss']:.3f} -> "
         f"{summary['final_train_loss']:.3f}, best eval loss {summary['best_eval_loss']:.3f} -> {out_dir}"
     )

@@ -1,4 +1,4 @@
-"""preference@<condition>: the condition's model judges candidate texts from every source; self-preference bias.
+"""preference@<condition>-<seed>: the condition's model judges candidate texts from every source; self-preference bias.
 
 Schaffelder & Gatt (arXiv 2511.01490), Experiment 3, on the held-out instruction prompts: for each sampled
 test item the candidates are every source's response and the human reference. The judge (the condition's
@@ -7,11 +7,11 @@ model: the base target, or the base plus the condition's adapter) sees two candi
 P(A) / (P(A) + P(B)). Every pair of candidate sources is judged in both orders. Each candidate is also rated
 alone on a 1-5 scale (expected rating from the first-token distribution).
 
-preference@<condition> (`main`) writes `<out>/judgements.jsonl` (one record per item, pair and order),
+preference@<condition>-<seed> (`main`) writes `<out>/judgements.jsonl` (one record per item, pair and order),
 `<out>/absolute.jsonl` (one per item and source) and `<out>/manifest.json`. Judging is resumable: finished
 records wait in hidden `.partial.jsonl` files beside the output folder until every judgement is done.
 
-preference_metrics@<condition> (`metrics_main`) turns them into the metrics (`<metrics>/metrics.json`,
+preference_metrics@<condition>-<seed> (`metrics_main`) turns them into the metrics (`<metrics>/metrics.json`,
 DVCLive), the pairwise matrix (`<metrics>/matrix.json`) and a per-source table for `dvc plots`
 (`<metrics>/sources.csv`). It is a separate stage so that changing the self-source or the gold labels does
 not rerun the judging.
@@ -37,8 +37,8 @@ from synthmix.config import (
     Params,
     ParamsError,
     Preference,
-    load_condition_params,
-    load_params,
+    load_run_params,
+    run_stage,
 )
 from synthmix.io import (
     DataError,
@@ -420,6 +420,7 @@ def sources_table(metrics: Mapping[str, Any], sources: Sequence[str], self_sourc
 
 def main(
     condition: str,
+    seed: int,
     out: str,
     adapter: str,
     prepared: str = "data/prepared",
@@ -427,12 +428,15 @@ def main(
     models: str = "models/base",
     params_file: str = "params.yaml",
 ) -> None:
-    """preference@<condition>: judge every pair of candidates in both orders, and each candidate alone."""
-    params = load_condition_params(params_file, condition)
+    """preference@<condition>-<seed>: judge every pair of candidates in both orders, and each alone."""
+    params = load_run_params(params_file, condition, seed)
     settings = params.preference
     sources = candidate_sources(params)
     judging = settings.model_dump(exclude={"self_source", "gold_labels"})
-    run = Run(f"preference@{condition}", {"preference": judging, "target": {"model": params.target.model}})
+    run = Run(
+        run_stage("preference", condition, seed),
+        {"preference": judging, "target": {"model": params.target.model}, "seed": seed},
+    )
     candidates = load_candidates(prepared, generated, sources, settings)
     model_dir = Path(models) / params.target.model
     adapter_dir = adapter_or_none(adapter)
@@ -448,7 +452,7 @@ def main(
         fingerprint(identity, [(r["id"], r["messages"]) for r in pairs]),
         judge.choice,
         keep=("item", "first", "second"),
-        desc=f"preference@{condition}",
+        desc=run.stage,
     )
     absolute: list[dict[str, Any]] = []
     if settings.absolute_scores:
@@ -460,12 +464,13 @@ def main(
             fingerprint(identity, [(r["id"], r["messages"]) for r in ratings]),
             judge.rating,
             keep=("item", "source"),
-            desc=f"preference@{condition} (absolute)",
+            desc=f"{run.stage} (absolute)",
         )
         resumed += resumed_absolute
     run.write(
         out_dir,
         condition=condition,
+        seed=seed,
         judge_model=identity[0],
         adapter=str(adapter_dir) if adapter_dir else None,
         sources=sources,
@@ -473,17 +478,19 @@ def main(
         counts={"judgements": len(judgements), "absolute": len(absolute), "resumed": resumed},
     )
     print(
-        f"preference@{condition}: {len(candidates)} items x {len(sources)} sources: {len(judgements)} pairwise "
+        f"{run.stage}: {len(candidates)} items x {len(sources)} sources: {len(judgements)} pairwise "
         f"and {len(absolute)} absolute judgements ({resumed} resumed) -> {out_dir}"
     )
 
 
-def metrics_main(condition: str, judgements: str, metrics: str, params_file: str = "params.yaml") -> None:
-    """preference_metrics@<condition>: the self-preference metrics from the condition's judgements.
+def metrics_main(
+    condition: str, seed: int, judgements: str, metrics: str, params_file: str = "params.yaml"
+) -> None:
+    """preference_metrics@<condition>-<seed>: the self-preference metrics from one run's judgements.
 
     A separate stage so that changing the self-source or the gold labels does not rerun the judging.
     """
-    params = load_params(params_file)
+    params = load_run_params(params_file, condition, seed)
     folder = Path(judgements)
     manifest = read_json(folder / MANIFEST)
     sources = manifest["sources"]
@@ -511,6 +518,6 @@ def metrics_main(condition: str, judgements: str, metrics: str, params_file: str
     atomic_write_text(metrics_dir / SOURCES_TABLE, sources_table(summary, sources, self_source))
     shown = ", ".join(f"{s} {v:.3f}" if v is not None else f"{s} -" for s, v in summary["preference"].items())
     print(
-        f"preference_metrics@{condition}: mean preference {shown}; self-preference ({self_source}) "
+        f"{run_stage('preference_metrics', condition, seed)}: mean preference {shown}; self-preference ({self_source}) "
         f"{summary['self_preference']}; position consistency {summary['position_consistency']} -> {metrics_dir}"
     )

@@ -30,13 +30,19 @@ def main(out: str = "reports", root: str = ".", params_file: str = "params.yaml"
     conditions = list(params.conditions)
     out_dir, root_dir = Path(out), Path(root)
     out_dir.mkdir(parents=True, exist_ok=True)
-    data = collect(conditions, root_dir)
-    summary = build_summary(data, settings.alpha, settings.seed, settings.bootstrap_resamples)
+    data = collect(conditions, params.seeds, root_dir)
     scoring = params.robustness.scoring
+    summary = build_summary(
+        data,
+        settings.alpha,
+        settings.seed,
+        settings.bootstrap_resamples,
+        danger=(scoring.danger_quality_min, scoring.danger_harm_min),
+    )
     made = [
         figures.perplexity_distributions(data, out_dir),
         figures.diversity_bars(summary, out_dir),
-        figures.vocabulary_growth(conditions, root_dir, out_dir),
+        figures.vocabulary_growth(conditions, params.seeds, root_dir, out_dir),
         figures.danger_zone(data, scoring.danger_quality_min, scoring.danger_harm_min, out_dir),
         figures.preference_heatmap(summary, out_dir),
     ]
@@ -44,4 +50,7 @@ def main(out: str = "reports", root: str = ".", params_file: str = "params.yaml"
     atomic_write_text(
         out_dir / "summary.md", render_markdown(summary, settings.alpha, [str(p) for p in made])
     )
-    print(f"report: {len(conditions)} conditions -> {out_dir / 'summary.md'} and {len(made)} figures")
+    print(
+        f"report: {len(conditions)} conditions x {len(params.seeds)} seed(s) -> {out_dir / 'summary.md'} "
+        f"and {len(made)} figures"
+    )

@@ -1,4 +1,4 @@
-"""robustness@<condition>: keyword refusal, LLM-judged harmfulness and quality, danger zone; per prompt set.
+"""robustness@<condition>-<seed>: keyword refusal, LLM-judged harmfulness and quality, danger zone; per prompt set.
 
 Reads the condition's red-team responses (``<attacks>/responses.jsonl``, from attack@<condition>) and writes:
 
@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from synthmix.config import Params, load_condition_params
+from synthmix.config import Params, load_run_params, run_stage
 from synthmix.io import read_jsonl, write_jsonl
 from synthmix.judge import applies, run_judge
 from synthmix.modelstore import model_revision
@@ -88,6 +88,7 @@ def summarise(
 
 def main(
     condition: str,
+    seed: int,
     out: str,
     attacks: str,
     metrics: str,
@@ -96,11 +97,11 @@ def main(
 ) -> None:
     from synthmix import robustness as rb
 
-    params = load_condition_params(params_file, condition)
+    params = load_run_params(params_file, condition, seed)
     judge, scoring = params.robustness.judge, params.robustness.scoring
     judge_model = judge_model_name(params)
     run = Run(
-        f"robustness@{condition}",
+        run_stage("robustness", condition, seed),
         {"robustness": {"judge": judge.model_dump(), "scoring": scoring.model_dump()}},
     )
     responses = read_jsonl(
@@ -112,9 +113,7 @@ def main(
         else tuple(scoring.refusal_strings)
     )
     out_dir, model_dir = Path(out), Path(models) / judge_model
-    scores, counts = run_judge(
-        responses, out_dir, model_dir, judge, judge_model, desc=f"robustness@{condition}"
-    )
+    scores, counts = run_judge(responses, out_dir, model_dir, judge, judge_model, desc=run.stage)
     for record, response in zip(scores, responses, strict=True):
         record["refusal"] = rb.is_refusal(response["response"], strings)
     write_jsonl(out_dir / SCORES, scores)
@@ -126,8 +125,13 @@ def main(
         for name, row in summary.items():
             live.summary[name] = row
     run.write(
-        out_dir, condition=condition, judge_model=model_revision(model_dir), counts=counts, metrics=summary
+        out_dir,
+        condition=condition,
+        seed=seed,
+        judge_model=model_revision(model_dir),
+        counts=counts,
+        metrics=summary,
     )
     for name, row in summary.items():
         shown = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
-        print(f"robustness@{condition} {name}: {shown}")
+        print(f"{run.stage} {name}: {shown}")

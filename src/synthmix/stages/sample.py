@@ -1,6 +1,6 @@
-"""sample@<condition>: the condition's model (base, or base + its adapter) answers the test prompts.
+"""sample@<condition>-<seed>: the condition's model (base, or base + its adapter) answers the test prompts.
 
-Same record format and resumability as generate@<source> (see stages/generate.py).
+It samples with the run seed (target.generation with seed = the run's). Same record format and resumability as generate@<source> (see stages/generate.py).
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from synthmix.config import Generation, load_condition_params
+from synthmix.config import TargetGeneration, load_run_params, run_stage
 from synthmix.io import read_json
 from synthmix.modelstore import model_revision
 from synthmix.prompts import chat_messages
@@ -24,29 +24,31 @@ def adapter_or_none(adapter: str | Path) -> Path | None:
 
 
 def condition_answers(
-    stage: str,
     run: Run,
+    condition: str,
+    seed: int,
     requests: list[dict[str, Any]],
     out: str | Path,
     model_dir: Path,
     adapter: str | Path,
-    generation: Generation,
+    generation: TargetGeneration,
 ) -> dict[str, Any]:
-    """A condition's model (base + adapter, or base) answers `requests` into `out`; writes the manifest."""
-    condition = stage.split("@", 1)[1]
+    """One run's model (base + adapter, or base) answers `requests` into `out`, sampling with the run seed;
+    writes the manifest. `run.stage` names the stage (e.g. sample@human-42)."""
     adapter_dir = adapter_or_none(adapter)
     counts = answer_all(
         requests,
         Path(out),
         model_dir,
-        generation,
-        extra={"condition": condition},
+        generation.for_seed(seed),
+        extra={"condition": condition},  # each record also carries the seed it was sampled with
         adapter_dir=adapter_dir,
-        desc=stage,
+        desc=run.stage,
     )
     run.write(
         out,
         condition=condition,
+        seed=seed,
         base_model=model_revision(model_dir),
         adapter=str(adapter_dir) if adapter_dir else None,
         counts=counts,
@@ -56,15 +58,16 @@ def condition_answers(
 
 def main(
     condition: str,
+    seed: int,
     out: str,
     adapter: str,
     prepared: str = "data/prepared",
     models: str = "models/base",
     params_file: str = "params.yaml",
 ) -> None:
-    params = load_condition_params(params_file, condition)
+    params = load_run_params(params_file, condition, seed)
     target = params.target
-    run = Run(f"sample@{condition}", {"target": target.model_dump()})
+    run = Run(run_stage("sample", condition, seed), {"target": target.model_dump(), "seed": seed})
     requests = [
         {
             "id": item["id"],
@@ -74,6 +77,6 @@ def main(
         for item in load_prompts(prepared, splits=("test",))
     ]
     counts = condition_answers(
-        f"sample@{condition}", run, requests, out, Path(models) / target.model, adapter, target.generation
+        run, condition, seed, requests, out, Path(models) / target.model, adapter, target.generation
     )
-    print(f"sample@{condition}: {counts['records']} test responses -> {out}")
+    print(f"{run.stage}: {counts['records']} test responses -> {out}")
