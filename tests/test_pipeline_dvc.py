@@ -258,13 +258,17 @@ def test_an_experiment_over_one_conditions_mix_reruns_only_its_stages(pipeline: 
 
 def test_adding_a_seed_runs_only_the_new_seeds_stages(pipeline: Path) -> None:
     """`seeds: [42, 7]`: finetune and sample run once more per condition for seed 7; seed 42's runs, the mixes
-    and everything upstream stay as they are. The new seed trains and samples differently."""
+    and everything upstream stay as they are. The new seed trains and samples differently. Run as the README's
+    experiment `dvc exp run -S 'seeds=[42, 43, 44]'`, with a list on the command line."""
     try:
         edit_params(pipeline, lambda p: p.update(seeds=[SEED, 7]))
         assert status(pipeline) == stages("finetune", "sample", seed=7)
-        ran, restored = repro(pipeline)
+        sh(pipeline, "git", "checkout", "-q", "--", "params.yaml")
+        output = dvc(pipeline, "exp", "run", "-n", "two-seeds", "-S", f"seeds=[{SEED}, 7]", TARGET).stdout
+        ran = set(re.findall(r"Running stage '([^']+)'", output))
         assert ran == stages("finetune", "sample", seed=7)
-        assert restored == set()
+        assert not re.findall(r"Stage '([^']+)' is cached", output)
+        assert yaml.safe_load((pipeline / "params.yaml").read_text())["seeds"] == [SEED, 7]
         for condition in ("human", "multi"):
             runs = {s: pipeline / "models" / "adapters" / condition / str(s) for s in (SEED, 7)}
             assert read_json(runs[7] / "manifest.json")["seed"] == 7
