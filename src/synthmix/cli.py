@@ -13,7 +13,18 @@ from synthmix.io import DataError
 from synthmix.mixing import MixError
 from synthmix.modelstore import ModelError
 
-RUN_SEED = "the run seed, one of params `seeds` (training seed and the target's sampling seed)"
+
+def _run_parser(sub: argparse._SubParsersAction, name: str, help: str) -> argparse.ArgumentParser:
+    """The subparser of a per-run stage (<stage>@<condition>-<seed>): its condition and run seed come first."""
+    parser = sub.add_parser(name, help=help)
+    parser.add_argument("condition")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        required=True,
+        help="the run seed, one of params `seeds` (training seed and the target's sampling seed)",
+    )
+    return parser
 
 
 def _stage(module: str):
@@ -51,17 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     mix.add_argument("--generated", default="data/generated")
     mix.add_argument("--metrics", required=True, help="where to write the mix's counts (a DVC metrics file)")
 
-    finetune = sub.add_parser("finetune", help="LoRA SFT of the target on one condition's training set")
-    finetune.add_argument("condition")
-    finetune.add_argument("--seed", type=int, required=True, help=RUN_SEED)
+    finetune = _run_parser(sub, "finetune", help="LoRA SFT of the target on one condition's training set")
     finetune.add_argument("--out", required=True)
     finetune.add_argument("--mix", required=True, help="the condition's mix folder")
     finetune.add_argument("--models", default="models/base")
     finetune.add_argument("--metrics", required=True, help="DVCLive folder for training curves")
 
-    sample = sub.add_parser("sample", help="the (tuned) target answers the test prompts")
-    sample.add_argument("condition")
-    sample.add_argument("--seed", type=int, required=True, help=RUN_SEED)
+    sample = _run_parser(sub, "sample", help="the (tuned) target answers the test prompts")
     sample.add_argument("--out", required=True)
     sample.add_argument("--adapter", required=True)
     sample.add_argument("--prepared", default="data/prepared")
@@ -71,27 +78,21 @@ def build_parser() -> argparse.ArgumentParser:
     redteam = sub.add_parser("redteam", help="build the red-team prompt sets (harmful, jailbreak, benign)")
     redteam.add_argument("--out", default="data/redteam")
 
-    attack = sub.add_parser("attack", help="the condition's model answers the red-team prompts")
-    attack.add_argument("condition")
-    attack.add_argument("--seed", type=int, required=True, help=RUN_SEED)
+    attack = _run_parser(sub, "attack", help="the condition's model answers the red-team prompts")
     attack.add_argument("--out", required=True)
     attack.add_argument("--adapter", required=True)
     attack.add_argument("--redteam", default="data/redteam")
     attack.add_argument("--models", default="models/base")
 
-    robust = sub.add_parser("robustness", help="refusal, judged harmfulness and quality of one condition")
-    robust.add_argument("condition")
-    robust.add_argument("--seed", type=int, required=True, help=RUN_SEED)
+    robust = _run_parser(sub, "robustness", help="refusal, judged harmfulness and quality of one condition")
     robust.add_argument("--out", required=True, help="folder for the judge replies and per-item scores")
     robust.add_argument("--attacks", required=True, help="the condition's attack folder")
     robust.add_argument("--metrics", required=True, help="DVCLive folder for the metrics")
     robust.add_argument("--models", default="models/base")
 
-    collapse = sub.add_parser(
-        "collapse", help="distribution collapse of one condition: perplexity, diversity"
+    collapse = _run_parser(
+        sub, "collapse", help="distribution collapse of one condition: perplexity, diversity"
     )
-    collapse.add_argument("condition")
-    collapse.add_argument("--seed", type=int, required=True, help=RUN_SEED)
     collapse.add_argument("--out", required=True, help="folder for the per-item perplexities")
     collapse.add_argument("--samples", required=True, help="the condition's sample folder")
     collapse.add_argument("--adapter", required=True, help="the condition's adapter folder")
@@ -108,18 +109,16 @@ def build_parser() -> argparse.ArgumentParser:
     data_diversity.add_argument("--metrics", required=True, help="DVCLive folder for the metrics")
     data_diversity.add_argument("--generated", default="data/generated")
     data_diversity.add_argument("--prepared", default="data/prepared")
-    preference = sub.add_parser("preference", help="the condition's model judges every pair of candidates")
-    preference.add_argument("condition")
-    preference.add_argument("--seed", type=int, required=True, help=RUN_SEED)
+    preference = _run_parser(sub, "preference", help="the condition's model judges every pair of candidates")
     preference.add_argument("--out", required=True, help="folder for the pairwise and absolute judgements")
     preference.add_argument("--adapter", required=True, help="the condition's adapter folder")
     preference.add_argument("--prepared", default="data/prepared")
     preference.add_argument("--generated", default="data/generated")
     preference.add_argument("--models", default="models/base")
 
-    preference_metrics = sub.add_parser("preference-metrics", help="self-preference bias from the judgements")
-    preference_metrics.add_argument("condition")
-    preference_metrics.add_argument("--seed", type=int, required=True, help=RUN_SEED)
+    preference_metrics = _run_parser(
+        sub, "preference-metrics", help="self-preference bias from the judgements"
+    )
     preference_metrics.add_argument("--judgements", required=True, help="the condition's preference folder")
     preference_metrics.add_argument("--metrics", required=True, help="DVCLive folder: metrics, matrix, plot")
     report = sub.add_parser("report", help="compare all conditions: tables, significance tests, figures")
