@@ -230,8 +230,12 @@ class _Row:
         for part in parents:
             target = target.setdefault(part, {})
         target[leaf] = mean
+        self.add_interval(path, per_seed, items)
+
+    def add_interval(self, path: str, per_seed: Sequence[Any], items: Sequence[Any] | None = None) -> None:
+        """ci95[path]: the 95% CI of the metric's mean, where it has one (never for a count)."""
         ci = interval(per_seed, items, self.seed, self.resamples)
-        if ci is not None and leaf not in COUNTS:
+        if ci is not None and path.split(".")[-1] not in COUNTS:
             self.values["ci95"][path] = ci
 
 
@@ -271,7 +275,7 @@ def build_summary(
             }
             row.values[name]["n_items"] = per_seed[0]["n"] if one else None
             items = list(runs[0]["items"][name].values()) if one else None
-            row.values["ci95"][name] = interval([s["mean"] for s in per_seed], items, seed, resamples)
+            row.add_interval(name, [s["mean"] for s in per_seed], items)
         for name in DIVERSITY:
             per_seed = [(r["collapse"] or {}).get(name) for r in runs]
             items = None
@@ -282,12 +286,12 @@ def build_summary(
             sets = [(r["robustness"] or {}).get(prompt_set) for r in runs]
             if not any(sets):
                 continue
-            records = runs[0]["items"].get("judge_scores", {}) if one else {}
-            items = robustness_items(records, prompt_set, danger)
+            # one seed: the per-item values behind each metric, for a bootstrap CI
+            items = (
+                robustness_items(runs[0]["items"].get("judge_scores", {}), prompt_set, danger) if one else {}
+            )
             for key in ROBUSTNESS:
-                row.add(
-                    f"{prompt_set}.{key}", [(s or {}).get(key) for s in sets], items.get(key) if one else None
-                )
+                row.add(f"{prompt_set}.{key}", [(s or {}).get(key) for s in sets], items.get(key))
         preferences = [r["preference"] or {} for r in runs]
         for key in PREFERENCE:
             row.add(key, [p.get(key) for p in preferences])
