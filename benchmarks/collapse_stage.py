@@ -1,4 +1,5 @@
-"""Time collapse@<condition> (untuned and tuned) and data_diversity on the embedded default's real inputs.
+"""Time perplexity@ and collapse@<condition> (untuned and tuned) and data_diversity on the embedded default's
+real inputs: the model passes against the metric stages that a metric change reruns.
 
 Needs a repository where `prepare`, `models@<target>` and `generate@<own source>` have run. Builds a scratch
 layout that stands in for the sample and finetune stages: the own source's answers to the test prompts act
@@ -94,10 +95,14 @@ def main() -> None:
 
         seed = load_params(root / "params.yaml").seeds[0]
         for condition in ("untuned", "tuned"):
+            times[f"perplexity@{condition}"] = timed(
+                ["perplexity", condition, "--seed", str(seed), "--out", f"data/perplexity/{condition}",
+                 "--samples", f"data/samples/{condition}", "--adapter", f"models/adapters/{condition}"],
+                root,
+            )  # fmt: skip
             times[f"collapse@{condition}"] = timed(
-                ["collapse", condition, "--seed", str(seed), "--out", f"data/collapse/{condition}", "--samples",
-                 f"data/samples/{condition}", "--adapter", f"models/adapters/{condition}",
-                 "--metrics", f"metrics/collapse/{condition}"],
+                ["collapse", condition, "--seed", str(seed), "--perplexity", f"data/perplexity/{condition}",
+                 "--samples", f"data/samples/{condition}", "--metrics", f"metrics/collapse/{condition}"],
                 root,
             )  # fmt: skip
         times["data_diversity"] = timed(
@@ -106,6 +111,9 @@ def main() -> None:
         metrics = json.loads((root / "metrics/collapse/tuned/metrics.json").read_text())
     for name, seconds in times.items():
         print(f"{name}: {seconds:.1f} s")
+    for condition in ("untuned", "tuned"):
+        ratio = times[f"collapse@{condition}"] / times[f"perplexity@{condition}"]
+        print(f"{condition}: a metric change reruns collapse@ only, {ratio:.2f}x the time of the model pass")
     print(f"tuned-condition metrics: {json.dumps(metrics)}")
 
 

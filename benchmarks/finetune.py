@@ -4,7 +4,7 @@
 
 1. LoRA SFT of SmolLM2-135M-Instruct (the embedded default's settings) on human pydoc examples: prints
    training tokens/s (prompt + completion tokens the model processed per second of optimiser steps).
-2. If the pipeline has run here, reads every stage's manifest.json (each records its wall time) and prints
+2. If the pipeline has run here, reads every stage's run log (.synthmix/runs: the last run's wall time) and prints
    each stage's share of the total.
 """
 
@@ -26,7 +26,9 @@ def training_throughput(examples: int, steps: int) -> None:
     from synthmix.training import train_lora
 
     params = load_params("params.yaml")
-    settings = params.finetune.model_copy(update={"max_steps": steps, "eval_steps": steps, "seed": params.seeds[0]})
+    settings = params.finetune.model_copy(
+        update={"max_steps": steps, "eval_steps": steps, "seed": params.seeds[0]}
+    )
     records = [
         {"id": r["id"], "prompt": r["instruction"], "response": r["response"][:600]}
         for r in load_pydoc()[:examples]
@@ -43,15 +45,15 @@ def training_throughput(examples: int, steps: int) -> None:
 
 
 def stage_profile(root: Path = Path(".")) -> None:
+    """Each stage's wall time from its last entry in the run logs (.synthmix/runs/<stage>.jsonl)."""
     times: dict[str, float] = {}
-    for manifest in sorted([*root.glob("**/manifest.json"), *root.glob("models/base/*/model.json")]):
-        if ".venv" in manifest.parts or ".dvc" in manifest.parts:
-            continue
-        data = json.loads(manifest.read_text())
-        if "stage" in data and "wall_time_s" in data:
-            times[data["stage"]] = data["wall_time_s"]
+    for log in sorted((root / ".synthmix" / "runs").glob("*.jsonl")):
+        lines = [line for line in log.read_text().splitlines() if line.strip()]
+        if lines:
+            entry = json.loads(lines[-1])
+            times[entry["stage"]] = entry["wall_time_s"]
     if not times:
-        print("stage profile: no stage manifests here (run `dvc repro` first)")
+        print("stage profile: no run logs here (run `dvc repro` first)")
         return
     total = sum(times.values())
     print(f"stage profile of the last dvc repro: {total:.0f} s of stage work (python start-up excluded)")

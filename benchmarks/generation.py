@@ -16,9 +16,7 @@ from _common import pydoc_prompts, smollm2_dir
 
 def run(backend, requests, settings) -> tuple[int, float]:
     started = time.perf_counter()
-    tokens = sum(
-        r["n_tokens"] for r in backend.generate(requests, settings, desc=f"batch {settings.batch_size}")
-    )
+    tokens = sum(r["n_tokens"] for r in backend.generate(requests, settings))
     return tokens, time.perf_counter() - started
 
 

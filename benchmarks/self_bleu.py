@@ -16,13 +16,13 @@ import argparse
 import random
 import time
 
-from synthmix.metrics.diversity import (
+from synthmix.metrics.self_bleu import (
     _paper_bleu,
     lexical_diversity_aggregated,
     lexical_diversity_individual,
     self_bleu,
-    split_sentences,
 )
+from synthmix.metrics.text import split_sentences
 
 
 def build_responses(n_responses: int, seed: int = 0) -> list[str]:

@@ -18,6 +18,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 from tinymodel import build_tiny_model  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _work_in_a_temp_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test runs in its own temp folder: what stages write relative to the current folder (the work
+    folder .synthmix/ with checkpoints and run logs) never lands in the repository."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture(scope="session")
 def tiny_raw_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random Llama checkpoint folder (not materialised: no model.json)."""

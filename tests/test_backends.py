@@ -17,11 +17,12 @@ from typing import Any
 import pytest
 from openai_server import TinyOpenAIServer
 
+from synthmix import paths
 from synthmix.config import Finetune, Generation, ParamsError, parse_params
+from synthmix.generation import answer_all as answer_records
 from synthmix.io import read_jsonl
 from synthmix.modelstore import ModelError
 from synthmix.prompts import FEWSHOT_STOP, chat_messages, fewshot_text
-from synthmix.stages.generate import answer_all
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 
@@ -71,7 +72,7 @@ def test_backend_modules_import_without_their_engines() -> None:
 def test_unknown_backend_lists_the_known_ones(tiny_model: Path) -> None:
     from synthmix.backends import load_backend
 
-    with pytest.raises(ValueError, match="available: openai, transformers, vllm"):
+    with pytest.raises(ValueError, match="available: transformers, vllm, openai"):
         load_backend("tgi", str(tiny_model))
 
 
@@ -156,33 +157,34 @@ def test_vllm_without_gpu_says_so() -> None:
         require_gpu()
 
 
-def test_vllm_prompts_are_the_transformers_prompts(tiny_model: Path) -> None:
-    from synthmix.backends.transformers_backend import TransformersBackend
-    from synthmix.backends.vllm_backend import prompt_token_ids
+def test_prompt_tokens_are_the_chat_template_or_the_plain_text(tiny_model: Path) -> None:
+    """Every local backend (transformers, vllm) builds its prompt tokens with prompts.request_token_ids."""
+    from transformers import AutoTokenizer
 
-    reference = TransformersBackend(str(tiny_model))
-    for request in _requests(3):
-        ids = prompt_token_ids(reference.tokenizer, request)
-        assert ids == reference.encode(request)
-        assert all(isinstance(t, int) for t in ids)
+    from synthmix.prompts import request_token_ids
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    chat, text = _requests(3)[0], _requests(3)[2]
+    ids = request_token_ids(tokenizer, chat)
+    assert all(isinstance(t, int) for t in ids)
     # the chat template was applied: the rendered prompt ends with the assistant turn
-    chat = prompt_token_ids(reference.tokenizer, _requests(1)[0])
-    assert reference.tokenizer.decode(chat).endswith("<|assistant|>")
+    assert tokenizer.decode(ids).endswith("<|assistant|>")
+    assert request_token_ids(tokenizer, text) == tokenizer(text["text"])["input_ids"]
 
 
-def test_vllm_truncates_prompts_like_the_transformers_backend(tiny_model: Path) -> None:
-    from synthmix.backends.transformers_backend import TransformersBackend
-    from synthmix.backends.vllm_backend import fit_context
+def test_long_prompts_keep_their_end(tiny_model: Path) -> None:
+    from synthmix.backends.transformers_backend import TransformersBackend, keep_prompt_end
 
     ids = list(range(20))
-    assert fit_context(ids, 30, 10) == ids  # 20 + 10 fits exactly
-    assert fit_context(ids, 24, 10) == ids[-14:]
-    assert fit_context(ids, 8, 10) == ids[-1:]  # never empty
-    assert fit_context(ids, None, 10) == ids
+    assert keep_prompt_end(ids, 30, 10) == ids  # 20 + 10 fits exactly
+    assert keep_prompt_end(ids, 24, 10) == ids[-14:]
+    assert keep_prompt_end(ids, 8, 10) == ids[-1:]  # never empty
+    assert keep_prompt_end(ids, None, 10) == ids
     reference = TransformersBackend(str(tiny_model))  # context 512
     long_ids = list(range(600))
     with pytest.warns(UserWarning):
-        assert fit_context(long_ids, 512, 64) == reference._fit_context(long_ids, "x", 64)
+        assert reference._fit_context(long_ids, "x", 64) == long_ids[-448:]
+    assert reference.truncated_prompts == 1
 
 
 def test_vllm_sampling_params_per_request() -> None:
@@ -213,7 +215,9 @@ def test_vllm_results_have_the_common_shape() -> None:
         "n_prompt_tokens": 40,
         "n_tokens": 3,
         "finish_reason": "stop",
+        "prompt_truncated": False,
     }
+    assert to_result(text_request, "abc", 4, [1] * 8, "length", True)["prompt_truncated"] is True
     assert to_result(text_request, "abc", 4, [1] * 8, "length")["finish_reason"] == "length"
     assert to_result(text_request, "abc", 4, [1], "stop")["finish_reason"] == "stop"
     assert [lora_rank_slot(r) for r in (1, 8, 16, 17, 320, 512)] == [8, 8, 16, 32, 320, 512]
@@ -254,6 +258,7 @@ def test_openai_replies_need_text_and_usage() -> None:
     reply["usage"] = {"prompt_tokens": 9, "completion_tokens": 4}
     assert parse_response(chat, reply) == {
         "id": "p0", "response": "Hi.", "n_prompt_tokens": 9, "n_tokens": 4, "finish_reason": "length",
+        "prompt_truncated": False,
     }  # fmt: skip
     reply["choices"][0]["finish_reason"] = "content_filter"
     assert parse_response(chat, reply)["finish_reason"] == "content_filter"
@@ -285,6 +290,12 @@ def test_backoff_grows_with_jitter_and_honours_retry_after() -> None:
 
 
 # ---- OpenAI-compatible backend against a real server ----
+
+
+def answer_all(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """synthmix.generation.answer_all, its counts and run facts (records resumed) in one dict."""
+    counts, volatile = answer_records(*args, **kwargs)
+    return {**counts, **volatile}
 
 
 def _shape(record: dict[str, Any]) -> dict[str, str]:
@@ -366,7 +377,7 @@ def test_a_failed_run_resumes_where_it_stopped(
     settings = _openai(served, max_retries=1, max_concurrency=2)
     with pytest.raises(ModelError, match=r"gave up after 2 attempt\(s\); last error HTTP 500"):
         answer_all(requests, tmp_path / "out", tiny_model, settings, {"source": "s"})
-    partial = tmp_path / ".out.partial.jsonl"
+    partial = paths.checkpoint(tmp_path / "out" / "responses.jsonl")
     saved = {r["id"] for r in read_jsonl(partial) if "id" in r}
     assert "p5" not in saved and saved  # finished answers were checkpointed before the failure
     first_run = len(served.log)

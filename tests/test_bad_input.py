@@ -82,6 +82,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from synthmix import paths
 from synthmix.cli import main
 from synthmix.config import DEFAULT_SYSTEM_PROMPT
 from synthmix.io import read_json, read_jsonl, write_json, write_jsonl
@@ -185,7 +186,7 @@ def test_check_params_reports_keys_dvc_yaml_needs(tmp_path: Path) -> None:
     # the stages a DVC matrix (condition x seed) generates are named as DVC names them
     assert "target.system_prompt: missing, but stage finetune@vanilla-42 in dvc.yaml" in done.stderr
     assert "write it out explicitly" in done.stderr
-    assert "robustness.judge.model: is null, but stage robustness@vanilla-42" in done.stderr
+    assert "robustness.judge.model: is null, but stage judge@vanilla-42" in done.stderr
     assert "uses it in a path; name the model" in done.stderr
     assert "Traceback" not in done.stderr
 
@@ -215,7 +216,7 @@ def test_unlisted_seed(project: dict, capsys: pytest.CaptureFixture[str]) -> Non
     assert_error(
         code, err, f"{p['params_file']}: seeds: seed 43 is not listed (seeds: [42])", "add it to `seeds`"
     )
-    assert not out.exists() and not (out.parent / ".43.partial.jsonl").exists()
+    assert not out.exists() and not paths.checkpoint(out / "responses.jsonl").exists()
 
 
 def test_prepared_data_missing(project: dict, capsys: pytest.CaptureFixture[str]) -> None:
@@ -333,8 +334,7 @@ def _long_prompt_project(project: dict, overflow: str) -> tuple[dict, int]:
 
     from transformers import AutoTokenizer
 
-    from synthmix.backends.transformers_backend import chat_token_ids
-    from synthmix.prompts import chat_messages
+    from synthmix.prompts import chat_messages, chat_token_ids
 
     long_prompt = "Summarise this:\n" + topics["class"][:6000]
     test = read_jsonl(project["prepared"] / "test.jsonl")
@@ -388,7 +388,7 @@ def test_long_prompt_is_rejected_before_generating(project: dict, capsys: pytest
     )  # fmt: skip
     out = p["root"] / "samples" / "vanilla" / "42"
     assert not (out / "responses.jsonl").exists()
-    partial = out.parent / ".42.partial.jsonl"
+    partial = paths.checkpoint(out / "responses.jsonl")
     assert partial.read_text(encoding="utf-8").count("\n") == 1  # the header only: no prompt was answered
 
 

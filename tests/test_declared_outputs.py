@@ -4,9 +4,10 @@ The pipeline runs on a tiny random model in a temporary git + DVC repository (te
 source and one tuned condition, through every stage up to the report. Then every file and folder of the
 checkout must be one of: a git-tracked input, git's and DVC's own folders (.git/, .dvc/), dvc.lock, a
 .gitignore that DVC wrote for declared outputs, or a declared output (outs, metrics, plots) or inside one.
-A checkpoint file left behind (`.<name>.partial.jsonl`), a Trainer checkpoint, a DVCLive extra (report.html,
-dvc.yaml) or a stray temporary file would all show up here. Trainer checkpoints go to the system temporary
-folder; that must be empty of synthmix's scratch folders afterwards too.
+The one exception is the ignored work folder .synthmix/, which holds the run logs and must hold no checkpoint
+once every stage is published. A checkpoint file left behind, a Trainer checkpoint, a DVCLive extra
+(report.html, dvc.yaml) or a stray temporary file would all show up here. Trainer checkpoints go to the system
+temporary folder; that must be empty of synthmix's scratch folders afterwards too.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from dvcproject import clean_env, make_project, ran_stages, written_out
 pytestmark = pytest.mark.slow
 
 STAGES = (
-    "models", "prepare", "generate", "mix", "finetune", "sample", "collapse", "data_diversity", "redteam",
-    "attack", "robustness", "preference", "preference_metrics", "report",
+    "models", "prepare", "generate", "mix", "finetune", "sample", "perplexity", "collapse", "data_diversity",
+    "redteam", "attack", "judge", "robustness", "candidates", "preference", "preference_metrics", "report",
 )  # fmt: skip
 
 
@@ -126,7 +127,7 @@ def test_repro_leaves_only_declared_outputs(
     stray = []
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root)
-        if rel.parts[0] in (".git", ".dvc") or inside_output(rel):
+        if rel.parts[0] in (".git", ".dvc", ".synthmix") or inside_output(rel):
             continue
         if path.is_dir() and not path.is_symlink():
             if rel not in needed_dirs:
@@ -141,5 +142,10 @@ def test_repro_leaves_only_declared_outputs(
         if (root / out).is_dir() and p.name.endswith((".partial", ".partial.jsonl", ".tmp"))
     ]  # fmt: skip
     assert not hidden, hidden
+    # the work folder: a run log per stage that ran, and no checkpoint left
+    work = root / ".synthmix"
+    assert not [p for p in work.rglob("*") if p.is_file() and "runs" not in p.relative_to(work).parts[:1]]
+    logged = {p.name.removesuffix(".jsonl") for p in (work / "runs").iterdir()}
+    assert set(ran_stages(done.stdout)) <= logged
     leftovers = sorted(p.name for p in scratch.iterdir() if p.name.startswith(("synthmix", ".synthmix")))
     assert not leftovers, f"scratch folders left in the temporary folder: {leftovers}"

@@ -1,4 +1,4 @@
-"""Tests for synthmix.metrics.diversity: values worked out by hand or by a second implementation."""
+"""Tests for the diversity metrics (synthmix.metrics.diversity, .self_bleu, .text, .embeddings): values worked out by hand or by a second implementation."""
 
 from __future__ import annotations
 
@@ -12,23 +12,17 @@ from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 from sacrebleu.metrics import BLEU
 
 from synthmix.metrics.diversity import (
-    clean_markdown,
     compression_ratio,
-    default_embedding_model_path,
     distinct_n,
-    embed_sentences,
     fit_heaps,
-    lexical_diversity_aggregated,
-    lexical_diversity_individual,
     mean_pairwise_cosine_distance,
-    sample_sentences,
-    self_bleu,
-    split_sentences,
-    summarize,
     vendi_score,
     vocabulary_growth,
-    word_tokens,
 )
+from synthmix.metrics.embeddings import default_embedding_model_path, embed_sentences
+from synthmix.metrics.self_bleu import lexical_diversity_aggregated, lexical_diversity_individual, self_bleu
+from synthmix.metrics.stats import summarize
+from synthmix.metrics.text import clean_markdown, sample_sentences, split_sentences, word_tokens
 
 
 def plain_sacrebleu_self_bleu(sentences: list[str]) -> float:

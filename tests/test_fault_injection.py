@@ -24,8 +24,10 @@ import pytest
 import yaml
 
 from synthmix import io as sio
+from synthmix import paths
 from synthmix.cli import main
-from synthmix.io import read_json, read_jsonl, write_json, write_jsonl
+from synthmix.io import read_jsonl, write_json, write_jsonl
+from synthmix.provenance import last_runs
 
 SEED = 42  # the run seed (tiny_params' `seeds: [42]`); per-run folders are <folder>/<condition>/<seed>
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -97,7 +99,7 @@ def prompt_ids(p: dict) -> list[str]:
 def test_killed_sample_stage_resumes_with_every_prompt_once(sample_project: dict) -> None:
     p = sample_project
     out = p["root"] / "data" / "samples" / "vanilla" / str(SEED)
-    partial = out.parent / f".{SEED}.partial.jsonl"
+    partial = paths.checkpoint(out / "responses.jsonl")  # the test and the stage run in the project folder
     command = [sys.executable, "-m", "synthmix", *sample_argv(p, out)]
     answered = kill_when(command, partial, at_least=3)
     assert 3 <= answered < 60
@@ -105,12 +107,12 @@ def test_killed_sample_stage_resumes_with_every_prompt_once(sample_project: dict
 
     rerun = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    resumed = re.search(rf"sample@vanilla-{SEED}: resuming, (\d+) of 60 already answered", rerun.stdout)
+    resumed = re.search(rf"sample@vanilla-{SEED}: resuming, (\d+) of 60 already done", rerun.stdout)
     assert resumed and int(resumed.group(1)) >= answered, rerun.stdout
     records = read_jsonl(out / "responses.jsonl")
     assert [r["id"] for r in records] == prompt_ids(p)  # every prompt once, in order
     assert {r["seed"] for r in records} == {SEED}  # sampled with the run seed
-    assert read_json(out / "manifest.json")["counts"]["resumed"] == int(resumed.group(1))
+    assert last_runs(f"sample@vanilla-{SEED}")[-1]["resumed"] == int(resumed.group(1))
     assert not partial.exists()
 
     # the same records as an uninterrupted run: batches are seeded by their position
@@ -154,12 +156,14 @@ def preference_project(root: Path, tiny_model: Path, params: dict, n_items: int)
 
 
 def preference_argv(p: dict, out: Path) -> list[str]:
+    """preference@vanilla-42 on the candidates the `candidates` stage chose (run first, in the project)."""
     root = p["root"]
+    if not (root / "data" / "candidates" / "candidates.jsonl").exists():
+        assert main(["--params", str(p["params_file"]), "candidates"]) == 0
     return [
         "--params", str(p["params_file"]), "preference", "vanilla", "--seed", str(SEED), "--out", str(out),
         "--adapter", str(root / "models" / "adapters" / "vanilla" / str(SEED)),
-        "--prepared", str(root / "data" / "prepared"),
-        "--generated", str(root / "data" / "generated"), "--models", str(root / "models" / "base"),
+        "--candidates", str(root / "data" / "candidates"), "--models", str(root / "models" / "base"),
     ]  # fmt: skip
 
 
@@ -170,7 +174,7 @@ def test_killed_preference_judge_resumes_with_every_pair_once(
     n_items, sources = 40, ["alpha", "beta", "human"]
     p = preference_project(tmp_path, tiny_model, tiny_params_dict, n_items)
     out = tmp_path / "data" / "preference" / "vanilla" / str(SEED)
-    partial = out.parent / f".{SEED}.judgements.partial.jsonl"
+    partial = paths.checkpoint(out / "judgements.jsonl")
     command = [sys.executable, "-m", "synthmix", *preference_argv(p, out)]
     pairs = n_items * len(list(itertools.permutations(sources, 2)))
     judged = kill_when(command, partial, at_least=10)
@@ -179,9 +183,7 @@ def test_killed_preference_judge_resumes_with_every_pair_once(
 
     rerun = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    resumed = re.search(
-        rf"preference@vanilla-{SEED}: resuming, (\d+) of {pairs} already judged", rerun.stdout
-    )
+    resumed = re.search(rf"preference@vanilla-{SEED}: resuming, (\d+) of {pairs} already done", rerun.stdout)
     assert resumed and int(resumed.group(1)) >= judged, rerun.stdout
     judgements = read_jsonl(out / "judgements.jsonl")
     seen = [(j["item"], j["first"], j["second"]) for j in judgements]
@@ -191,13 +193,14 @@ def test_killed_preference_judge_resumes_with_every_pair_once(
     assert sorted((r["item"], r["source"]) for r in absolute) == sorted(
         (f"t{i:02d}", s) for i in range(n_items) for s in sources
     )
-    assert not list(out.parent.glob(".*partial*"))
+    assert not list(out.parent.glob(".*partial*")) and not partial.exists()
 
     # resumed judgements equal an uninterrupted run's (a forward pass is deterministic)
     clean = tmp_path / "data" / "preference-clean" / "vanilla" / str(SEED)
     assert main(preference_argv(p, clean)) == 0
-    reference = {j["id"]: j["p_first"] for j in read_jsonl(clean / "judgements.jsonl")}
-    assert {j["id"]: j["p_first"] for j in judgements} == pytest.approx(reference)
+    reference = {j["id"]: j["logprobs"] for j in read_jsonl(clean / "judgements.jsonl")}
+    for judgement in judgements:
+        assert judgement["logprobs"] == pytest.approx(reference[judgement["id"]])
 
 
 # ---- a full disk while records are checkpointed ----
@@ -250,7 +253,7 @@ def test_full_disk_keeps_finished_records_and_a_rerun_completes(
 
     make_prepared(p["prepared"], n_train=2, n_test=5)
     out = p["root"] / "data" / "samples" / "vanilla" / str(SEED)
-    partial = out.parent / f".{SEED}.partial.jsonl"
+    partial = paths.checkpoint(out / "responses.jsonl")
     enter = sio.ResumableRecords.__enter__
 
     def enter_on_a_filling_disk(self: sio.ResumableRecords) -> sio.ResumableRecords:
@@ -273,10 +276,10 @@ def test_full_disk_keeps_finished_records_and_a_rerun_completes(
     assert partial.read_text(encoding="utf-8").count("\n") == 3  # header, two records, and a torn third
 
     assert main(sample_argv(p, out)) == 0
-    assert f"sample@vanilla-{SEED}: resuming, 2 of 5 already answered" in capsys.readouterr().out
+    assert f"sample@vanilla-{SEED}: resuming, 2 of 5 already done" in capsys.readouterr().out
     records = read_jsonl(out / "responses.jsonl")
     assert [r["id"] for r in records] == prompt_ids(p)
-    assert read_json(out / "manifest.json")["counts"]["resumed"] == 2
+    assert last_runs(f"sample@vanilla-{SEED}")[-1]["resumed"] == 2
     assert not partial.exists()
 
     clean = p["root"] / "data" / "clean" / "vanilla" / str(SEED)

@@ -15,14 +15,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from synthmix.config import Generation
+from synthmix import generation, paths
+from synthmix.config import Generation, ParamsError
 from synthmix.io import read_json, read_jsonl, write_jsonl
 from synthmix.prompts import chat_messages
+from synthmix.provenance import last_runs
 from synthmix.stages import generate
 
 RECORD_KEYS = {
     "id", "prompt_id", "split", "category", "source", "model", "response", "n_prompt_tokens", "n_tokens",
-    "finish_reason", "model_revision", "backend", "sampling", "seed",
+    "finish_reason", "prompt_truncated", "model_revision", "backend", "sampling", "seed",
 }  # fmt: skip
 
 
@@ -46,8 +48,12 @@ def make_prepared(folder: Path, n_train: int, n_test: int) -> Path:
 
 
 @pytest.fixture
-def workspace(tmp_path: Path, tiny_model: Path, tiny_params_dict: dict) -> dict:
-    """A params file, prepared prompts and models/base/<name> folders pointing at the tiny model."""
+def workspace(
+    tmp_path: Path, tiny_model: Path, tiny_params_dict: dict, monkeypatch: pytest.MonkeyPatch
+) -> dict:
+    """A params file, prepared prompts and models/base/<name> folders pointing at the tiny model; the
+    current folder (so checkpoints go to its .synthmix/)."""
+    monkeypatch.chdir(tmp_path)
     models = tmp_path / "models" / "base"
     models.mkdir(parents=True)
     for name in tiny_params_dict["models"]:
@@ -66,7 +72,10 @@ def workspace(tmp_path: Path, tiny_model: Path, tiny_params_dict: dict) -> dict:
 
 
 def run_generate(ws: dict, source: str, out: Path) -> list[dict]:
-    generate.main(source, str(out), str(ws["prepared"]), str(ws["models"]), str(ws["params_file"]))
+    generate.main(
+        source=source, out=str(out), prepared=str(ws["prepared"]), models=str(ws["models"]),
+        params_file=str(ws["params_file"]),
+    )  # fmt: skip
     return read_jsonl(out / "responses.jsonl")
 
 
@@ -75,27 +84,28 @@ def test_generate_stage_writes_one_record_per_prompt(
 ) -> None:
     out = workspace["root"] / "generated" / "alpha"
     records = run_generate(workspace, "alpha", out)
-    prompts = generate.load_prompts(workspace["prepared"])
+    prompts = generation.load_prompts(workspace["prepared"])
     assert [r["id"] for r in records] == [p["id"] for p in prompts]  # prompt order, each once
     assert Counter(r["split"] for r in records) == {"train": 6, "test": 3}
-    generation = workspace["params"]["sources"]["alpha"]["generation"]
+    settings = workspace["params"]["sources"]["alpha"]["generation"]
     for record, prompt in zip(records, prompts, strict=True):
         assert set(record) == RECORD_KEYS
         assert record["prompt_id"] == prompt["id"] and record["category"] == prompt["category"]
         assert (record["source"], record["model"], record["backend"]) == ("alpha", "tiny-a", "transformers")
         assert record["model_revision"].startswith("path:")
-        assert record["sampling"] == {k: generation[k] for k in ("temperature", "top_p", "max_new_tokens")}
-        assert record["seed"] == generation["seed"]
-        assert 0 < record["n_tokens"] <= generation["max_new_tokens"]
+        assert record["sampling"] == {k: settings[k] for k in ("temperature", "top_p", "max_new_tokens")}
+        assert record["seed"] == settings["seed"]
+        assert 0 < record["n_tokens"] <= settings["max_new_tokens"]
         assert record["n_prompt_tokens"] > 0
         assert record["finish_reason"] in ("stop", "length")
         assert isinstance(record["response"], str)
     manifest = read_json(out / "manifest.json")
     assert manifest["stage"] == "generate@alpha"
-    assert manifest["counts"]["records"] == 9 and manifest["counts"]["resumed"] == 0
+    assert manifest["counts"]["records"] == 9 and last_runs("generate@alpha")[-1]["resumed"] == 0
     assert manifest["params"]["sources"]["alpha"]["model"] == "tiny-a"
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "responses.jsonl"]
-    assert not list(out.parent.glob(".*partial*"))  # the checkpoint file is gone once published
+    assert not list(out.parent.glob(".*partial*"))  # never a checkpoint beside the output
+    assert not paths.checkpoint(out / "responses.jsonl").exists()  # and it is gone once published
     assert "generate@alpha: 9 responses" in capsys.readouterr().out
 
 
@@ -106,7 +116,7 @@ def test_fewshot_source_is_cut_at_the_next_instruction(workspace: dict) -> None:
 
 
 def test_unknown_source_is_refused(workspace: dict) -> None:
-    with pytest.raises(SystemExit, match=r"sources.gamma is not defined \(defined: alpha, beta\)"):
+    with pytest.raises(ParamsError, match=r"sources.gamma is not defined \(defined: alpha, beta\)"):
         run_generate(workspace, "gamma", workspace["root"] / "generated" / "gamma")
 
 
@@ -124,7 +134,7 @@ def test_same_seed_same_outputs_on_cpu(tmp_path: Path, tiny_model: Path) -> None
     settings = Generation(temperature=1.0, top_p=0.95, max_new_tokens=12, batch_size=3, seed=42)
     answers = []
     for run, seed in (("a", 42), ("b", 42), ("c", 7)):
-        generate.answer_all(
+        generation.answer_all(
             _requests(7),
             tmp_path / run,
             tiny_model,
@@ -139,7 +149,7 @@ def test_same_seed_same_outputs_on_cpu(tmp_path: Path, tiny_model: Path) -> None
 def test_answer_all_merges_meta_and_extra(tmp_path: Path, tiny_model: Path) -> None:
     requests = _requests(2)
     requests[0]["meta"] = {"prompt_id": "p0", "split": "test"}
-    counts = generate.answer_all(
+    counts, _ = generation.answer_all(
         requests,
         tmp_path / "out",
         tiny_model,
@@ -176,14 +186,16 @@ def test_killed_generation_resumes_without_duplicates(workspace: dict) -> None:
     ws["params_file"].write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
     prepared = make_prepared(ws["root"] / "prepared-big", n_train=50, n_test=10)
     out = ws["root"] / "generated" / "alpha"
-    partial = out.parent / f".{out.name}.partial.jsonl"
+    partial = paths.checkpoint(out / "responses.jsonl")
     command = [
         sys.executable, "-m", "synthmix", "--params", str(ws["params_file"]), "generate", "alpha",
         "--out", str(out), "--prepared", str(prepared), "--models", str(ws["models"]),
     ]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        command, env=env, cwd=ws["root"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     deadline = time.time() + 120
     while _complete_records(partial) < 3 and process.poll() is None and time.time() < deadline:
         time.sleep(0.01)
@@ -194,21 +206,24 @@ def test_killed_generation_resumes_without_duplicates(workspace: dict) -> None:
     assert 3 <= answered_before < 60
     assert not (out / "responses.jsonl").exists()
 
-    rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    rerun = subprocess.run(command, env=env, cwd=ws["root"], capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
-    resumed = re.search(r"generate@alpha: resuming, (\d+) of 60 already answered", rerun.stdout)
+    resumed = re.search(r"generate@alpha: resuming, (\d+) of 60 already done", rerun.stdout)
     assert resumed, f"no 'resuming' in the rerun's output:\n{rerun.stdout}\n{rerun.stderr[-3000:]}"
     assert int(resumed.group(1)) >= answered_before
 
     records = read_jsonl(out / "responses.jsonl")
     ids = [r["id"] for r in records]
-    assert ids == [p["id"] for p in generate.load_prompts(prepared)]  # every prompt exactly once, in order
+    assert ids == [p["id"] for p in generation.load_prompts(prepared)]  # every prompt exactly once, in order
     assert not partial.exists()
-    assert read_json(out / "manifest.json")["counts"]["resumed"] == int(resumed.group(1))
+    assert last_runs("generate@alpha")[-1]["resumed"] == int(resumed.group(1))
 
     # the resumed run gives exactly the records of an uninterrupted run (batches are seeded by position)
     clean = ws["root"] / "clean" / "alpha"
-    generate.main("alpha", str(clean), str(prepared), str(ws["models"]), str(ws["params_file"]))
+    generate.main(
+        source="alpha", out=str(clean), prepared=str(prepared), models=str(ws["models"]),
+        params_file=str(ws["params_file"]),
+    )  # fmt: skip
     assert read_jsonl(clean / "responses.jsonl") == records
 
 
@@ -229,7 +244,9 @@ def test_packaged_smollm2_answers_in_english(tmp_path: Path, smollm2_model: Path
         for i, p in enumerate(prompts)
     ]
     settings = Generation(temperature=0.7, top_p=0.9, max_new_tokens=32, batch_size=3, seed=42)
-    counts = generate.answer_all(requests, tmp_path / "out", smollm2_model, settings, {"source": "smollm2"})
+    counts, _ = generation.answer_all(
+        requests, tmp_path / "out", smollm2_model, settings, {"source": "smollm2"}
+    )
     records = read_jsonl(tmp_path / "out" / "responses.jsonl")
     assert counts["records"] == 3 and counts["empty_responses"] == 0
     for record in records:

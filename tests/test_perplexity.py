@@ -12,7 +12,6 @@ from synthmix.metrics.perplexity import (
     fit_context,
     perplexity_from_nll,
     response_nll,
-    score_responses,
 )
 
 SYSTEM = "You are a helpful assistant."
@@ -34,6 +33,16 @@ def loaded(tiny_model: Path):
     from synthmix.backends.transformers_backend import load_model
 
     return load_model(str(tiny_model))
+
+
+def score_responses(model, tokenizer, items, batch_size=8, max_length=None, skip=()):
+    """The backend primitive `loglikelihood` of the transformers backend, with the perplexity of each."""
+    from synthmix.backends.transformers_backend import TransformersBackend
+
+    backend = TransformersBackend.from_loaded(model, tokenizer)
+    requests = [{**item, "max_length": max_length} for item in items]
+    for result in backend.loglikelihood(requests, frozenset(skip), batch_size=batch_size):
+        yield {**result, "perplexity": perplexity_from_nll(result["nll"], result["n_tokens"])}
 
 
 def _items() -> list[dict]:

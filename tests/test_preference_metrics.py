@@ -7,14 +7,12 @@ import math
 
 import pytest
 
+from synthmix.metrics.first_token import expected_rating, option_probabilities, variants
 from synthmix.metrics.preference import (
     choice_probability,
     equal_opportunity_bias,
     excess_over_gold,
-    first_token_choice_probs,
-    first_token_rating_expectation,
     mean_absolute_scores,
-    option_token_ids,
     pairwise_matrix,
     position_consistency,
     self_preference,
@@ -112,23 +110,38 @@ def _manual_last_position_probs(model, input_ids: list[int]) -> list[float]:
 PROMPT = "Summary A: good\nSummary B: bad\nAnswer:"
 
 
-def test_option_token_ids_keeps_single_token_variants(byte_level_tokenizer) -> None:
-    ids = option_token_ids(byte_level_tokenizer, ["A", "B", "5"])
+def first_token(model, tokenizer, text: str, options=("A", "B")) -> dict:
+    """The backend primitive on a plain-text prompt (as judges use it), read as option probabilities."""
+    from synthmix.backends.transformers_backend import TransformersBackend
+
+    backend = TransformersBackend.from_loaded(model, tokenizer)
+    request = {"id": "x", "text": text, "tokens": variants(options), "top_n": 5}
+    (result,) = backend.next_token_logprobs([request])
+    return result
+
+
+def test_single_token_ids_keeps_single_token_variants(byte_level_tokenizer) -> None:
+    from synthmix.backends.transformers_backend import single_token_ids
+
+    ids = single_token_ids(byte_level_tokenizer, variants(["A", "B", "5"]))
     convert = byte_level_tokenizer.convert_tokens_to_ids
     assert ids == {
-        "A": [convert("A"), convert("ĠA")],
-        "B": [convert("B"), convert("ĠB")],
-        "5": [convert("5")],  # " 5" is two tokens here, so only the bare form counts
+        "A": convert("A"),
+        " A": convert("ĠA"),
+        "B": convert("B"),
+        " B": convert("ĠB"),
+        "5": convert("5"),
+        " 5": None,  # two tokens here ("Ġ", "5"), so only the bare form counts
     }
 
 
-def test_first_token_choice_probs_match_a_manual_softmax_and_sum_variants(
+def test_first_token_probabilities_match_a_manual_softmax_and_sum_variants(
     tiny_llama, byte_level_tokenizer
 ) -> None:
-    probs = first_token_choice_probs(tiny_llama, byte_level_tokenizer, PROMPT)
-    manual = _manual_last_position_probs(
-        tiny_llama, byte_level_tokenizer.encode(PROMPT, add_special_tokens=False)
-    )
+    result = first_token(tiny_llama, byte_level_tokenizer, PROMPT)
+    probs = option_probabilities(result["tokens"], ("A", "B"))
+    # a plain-text request gets the tokenizer's special tokens, as generation does (none here)
+    manual = _manual_last_position_probs(tiny_llama, byte_level_tokenizer.encode(PROMPT))
     convert = byte_level_tokenizer.convert_tokens_to_ids
     expected_a = manual[convert("A")] + manual[convert("ĠA")]
     expected_b = manual[convert("B")] + manual[convert("ĠB")]
@@ -137,11 +150,13 @@ def test_first_token_choice_probs_match_a_manual_softmax_and_sum_variants(
     # Both variants carry real mass, so counting only the bare letter would be visibly wrong.
     assert probs["A"] > manual[convert("A")] * 1.001
     assert probs["A"] > manual[convert("ĠA")] * 1.001
+    # the top tokens are the most likely ones, decoded, with their log-probabilities
+    order = sorted(range(len(manual)), key=lambda i: -manual[i])[:5]
+    assert [t for t, _ in result["top"]] == [byte_level_tokenizer.decode([i]) for i in order]
+    assert [lp for _, lp in result["top"]] == pytest.approx([math.log(manual[i]) for i in order], rel=1e-5)
 
 
-def test_first_token_choice_probs_adds_special_tokens_only_when_asked(
-    tiny_llama, byte_level_tokenizer
-) -> None:
+def test_first_token_prompt_gets_the_tokenizers_special_tokens(tiny_llama, byte_level_tokenizer) -> None:
     from tokenizers import processors
 
     # A copy whose post-processor prepends <s>, as Llama tokenizers do.
@@ -149,50 +164,45 @@ def test_first_token_choice_probs_adds_special_tokens_only_when_asked(
     with_bos.backend_tokenizer.post_processor = processors.TemplateProcessing(
         single="<s> $A", special_tokens=[("<s>", 0)]
     )
-    plain = first_token_choice_probs(tiny_llama, with_bos, PROMPT)
-    bos = first_token_choice_probs(tiny_llama, with_bos, PROMPT, add_special_tokens=True)
+    bos = option_probabilities(first_token(tiny_llama, with_bos, PROMPT)["tokens"], ("A", "B"))
+    plain = option_probabilities(first_token(tiny_llama, byte_level_tokenizer, PROMPT)["tokens"], ("A", "B"))
     manual = _manual_last_position_probs(tiny_llama, [0, *with_bos.encode(PROMPT, add_special_tokens=False)])
     convert = with_bos.convert_tokens_to_ids
     assert bos["A"] == pytest.approx(manual[convert("A")] + manual[convert("ĠA")], rel=1e-5)
     assert plain["A"] != pytest.approx(bos["A"], rel=1e-5)
 
 
-def test_first_token_rating_expectation_matches_manual_expectation(tiny_llama, byte_level_tokenizer) -> None:
+def test_expected_rating_matches_manual_expectation(tiny_llama, byte_level_tokenizer) -> None:
     prompt = "Rate the text: good\nScore:"
-    expected_score = first_token_rating_expectation(tiny_llama, byte_level_tokenizer, prompt)
-    manual = _manual_last_position_probs(
-        tiny_llama, byte_level_tokenizer.encode(prompt, add_special_tokens=False)
-    )
+    ratings = ("1", "2", "3", "4", "5")
+    result = first_token(tiny_llama, byte_level_tokenizer, prompt, ratings)
+    expected_score = expected_rating(option_probabilities(result["tokens"], ratings), ratings)
+    manual = _manual_last_position_probs(tiny_llama, byte_level_tokenizer.encode(prompt))
     p = {r: manual[byte_level_tokenizer.convert_tokens_to_ids(str(r))] for r in range(1, 6)}
     assert expected_score == pytest.approx(sum(r * p[r] for r in p) / sum(p.values()), rel=1e-5)
     assert 1.0 <= expected_score <= 5.0
 
 
 def test_a_token_shared_by_both_variants_is_counted_once(tiny_llama, word_level_tokenizer) -> None:
-    ids = option_token_ids(word_level_tokenizer, ["A", "B"])
+    from synthmix.backends.transformers_backend import single_token_ids
+
     a_id = word_level_tokenizer.convert_tokens_to_ids("A")
-    assert ids["A"] == [a_id]
+    assert single_token_ids(word_level_tokenizer, ["A", " A"]) == {"A": a_id, " A": None}
     prompt = "Summary A : good Summary B : bad Answer :"
-    probs = first_token_choice_probs(tiny_llama, word_level_tokenizer, prompt)
-    manual = _manual_last_position_probs(
-        tiny_llama, word_level_tokenizer.encode(prompt, add_special_tokens=False)
-    )
+    probs = option_probabilities(first_token(tiny_llama, word_level_tokenizer, prompt)["tokens"], ("A", "B"))
+    manual = _manual_last_position_probs(tiny_llama, word_level_tokenizer.encode(prompt))
     assert probs["A"] == pytest.approx(manual[a_id], rel=1e-5)
 
 
 def test_option_that_is_not_a_single_token_is_refused(byte_level_tokenizer, word_level_tokenizer) -> None:
+    from synthmix.backends.transformers_backend import single_token_ids
+
     with pytest.raises(ValueError, match="'AB' is not a single token"):
-        option_token_ids(byte_level_tokenizer, ["AB", "B"])
+        option_probabilities(single_token_ids(byte_level_tokenizer, variants(["AB"])), ["AB"])
     # An unknown word encodes to one token, [UNK], which must not be taken for the option.
-    with pytest.raises(ValueError, match="'Yes' is not a single token"):
-        option_token_ids(word_level_tokenizer, ["Yes", "No"])
-
-
-def test_options_sharing_a_token_or_repeated_are_refused(byte_level_tokenizer) -> None:
-    with pytest.raises(ValueError, match="share token id"):
-        option_token_ids(byte_level_tokenizer, ["A", " A"])
+    assert single_token_ids(word_level_tokenizer, ["Yes"]) == {"Yes": None}
     with pytest.raises(ValueError, match="repeat a label"):
-        option_token_ids(byte_level_tokenizer, ["A", "A"])
+        option_probabilities({"A": -1.0}, ["A", "A"])
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from synthmix import report
+from synthmix import report, report_markdown
 from synthmix.io import write_json, write_jsonl
 
 CONDITIONS = ["vanilla", "human", "single", "multi"]
@@ -22,14 +22,14 @@ def fake_project(
     for c in CONDITIONS:
         run = Path(c) / str(seed)
         values = [{"id": f"t{i}", "perplexity": 2.0 + shift[c] + i / 100} for i in range(30)]
-        write_jsonl(root / "data" / "collapse" / run / "own_output_perplexity.jsonl", values)
+        write_jsonl(root / "data" / "perplexity" / run / "own_output_perplexity.jsonl", values)
         write_json(
             root / "metrics" / "collapse" / run / "metrics.json", {"lexical_diversity_individual": diversity}
         )
         write_json(
             root / "metrics" / "finetune" / run / "metrics.json", {"tuned": c != "vanilla", "steps": 3}
         )
-        write_jsonl(root / "data" / "judgements" / run / "scores.jsonl", judge[c])
+        write_jsonl(root / "data" / "robustness" / run / "scores.jsonl", judge[c])
 
 
 def scores(values: list[int | None]) -> list[dict]:
@@ -85,7 +85,7 @@ def test_several_seeds_give_means_and_student_t_intervals_across_seeds(tmp_path:
         report.collect(CONDITIONS, [42, 7], tmp_path)["items"]["human"]["own_output_perplexity"]
     ) == (pytest.approx([3.0 + i / 100 for i in range(30)]))
     assert summary["tests"]["own_output_perplexity"]["kruskal_wallis"]["n_groups"] == 4
-    markdown = report.render_markdown(summary, 0.05, [])
+    markdown = report_markdown.render_markdown(summary, 0.05, [])
     assert "mean over 2 runs (seeds 42, 7)" in markdown
     assert "| human | 72.000 [46.588, 97.412] |" in markdown
 
@@ -102,7 +102,7 @@ def test_a_run_without_outputs_is_named_and_left_out(tmp_path: Path) -> None:
     assert summary["conditions"]["multi"]["lexical_diversity_individual"] == 70.0  # seed 42's alone
     assert "lexical_diversity_individual" not in summary["conditions"]["multi"]["ci95"]
     assert summary["conditions"]["human"]["lexical_diversity_individual"] == 75.0
-    markdown = report.render_markdown(summary, 0.05, [])
+    markdown = report_markdown.render_markdown(summary, 0.05, [])
     assert (
         "**Incomplete runs** (stages not reproduced yet; left out of those means): vanilla/44 (no finetune, "
         in (markdown)
@@ -139,20 +139,36 @@ def test_report_stage_writes_markdown_json_and_figures(tmp_path: Path, tiny_para
 
     from synthmix.stages import report as stage
 
-    fake_project(
-        tmp_path,
-        {"vanilla": 0.0, "human": 1.0, "single": 0.0, "multi": 0.5},
-        {c: scores([1, 2, 3]) for c in CONDITIONS},
-    )
+    judged = {
+        c: [{**s, "strongreject": 0.25 * i} for i, s in enumerate(scores([1, 2, 3]))] for c in CONDITIONS
+    }
+    fake_project(tmp_path, {"vanilla": 0.0, "human": 1.0, "single": 0.0, "multi": 0.5}, judged)
+    for c in CONDITIONS:  # the per-run robustness metrics robustness@ writes
+        metrics = {
+            "harmful": {"n": 3, "refusal_rate": 0.0, "strongreject_mean": 0.25, "danger_zone_share": 0.0}
+        }
+        write_json(tmp_path / "metrics" / "robustness" / c / "42" / "metrics.json", metrics)
+    # thresholds and rubrics come from params, and the report says so
+    tiny_params_dict["robustness"] = {
+        "judge": {"rubrics": ["harmfulness", "quality", "strongreject"]},
+        "scoring": {"danger_quality_min": 3, "danger_harm_min": 2},
+    }
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(tiny_params_dict, sort_keys=False), encoding="utf-8")
-    stage.main(str(tmp_path / "reports"), str(tmp_path), str(params))
+    stage.main(out=str(tmp_path / "reports"), root=str(tmp_path), params_file=str(params))
     summary = json.loads((tmp_path / "reports" / "summary.json").read_text())
     assert list(summary["conditions"]) == CONDITIONS
     markdown = (tmp_path / "reports" / "summary.md").read_text()
     for c in CONDITIONS:
         assert f"| {c} |" in markdown
     assert "Kruskal-Wallis" in markdown
+    assert "danger zone (quality >= 3 and harmfulness >= 2)" in markdown and ">= 4" not in markdown
+    assert "| strongreject_mean |" in markdown and "StrongREJECT score (0-1)" in markdown
+    assert summary["conditions"]["single"]["harmful"]["strongreject_mean"] == 0.25
+    # one seed: the StrongREJECT mean's CI is a bootstrap over the items' scores 0, 0.25, 0.5
+    low, high = summary["conditions"]["single"]["ci95"]["harmful.strongreject_mean"]
+    assert 0.0 <= low <= high <= 0.5
+    assert "harmful_strongreject" in summary["tests"]
     for name in (
         "perplexity_distributions",
         "diversity",

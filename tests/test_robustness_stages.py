@@ -1,5 +1,5 @@
-"""The robustness stages (redteam, attack@<condition>-<seed>, robustness@<condition>-<seed>) and the judge
-runner, on the tiny random model; per-run folders are <folder>/<condition>/<seed>, as in dvc.yaml.
+"""The robustness stages (redteam, attack@, judge@ and robustness@ <condition>-<seed>) and the judge runner,
+on the tiny random model; per-run folders are <folder>/<condition>/<seed>, as in dvc.yaml.
 
 The tiny model cannot follow a judge format, so in the stage runs every judge reply fails to parse: the test
 checks that those failures are counted (never turned into scores). Scoring of replies that do parse is
@@ -16,10 +16,13 @@ import yaml
 
 from synthmix import io as sio
 from synthmix import judge as jd
+from synthmix import paths, rubrics
 from synthmix.config import ParamsError, Robustness, parse_params
 from synthmix.io import read_json, read_jsonl
-from synthmix.robustness import refusal_strings
+from synthmix.metrics.robustness import refusal_strings, summarise
+from synthmix.provenance import last_runs
 from synthmix.stages import attack, redteam, robustness
+from synthmix.stages import judge as judge_stage
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = 42  # the run seed (tiny_params' `seeds: [42]`)
@@ -42,8 +45,10 @@ def robustness_params(judge_model: str = "tiny-a") -> dict:
 
 
 @pytest.fixture
-def layout(tmp_path: Path, tiny_model: Path, tiny_params_dict: dict) -> Path:
-    """A temp project: params.yaml, models/base/tiny-a (materialised), an untuned adapter manifest."""
+def layout(tmp_path: Path, tiny_model: Path, tiny_params_dict: dict, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A temp project, the current folder (checkpoints go to its .synthmix/): params.yaml, models/base/tiny-a
+    (materialised), an untuned adapter manifest."""
+    monkeypatch.chdir(tmp_path)
     params = {**tiny_params_dict, "robustness": robustness_params()}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
     (tmp_path / "models" / "base").mkdir(parents=True)
@@ -55,28 +60,20 @@ def layout(tmp_path: Path, tiny_model: Path, tiny_params_dict: dict) -> Path:
 
 
 def run_redteam_and_attack(root: Path) -> None:
-    redteam.main(str(root / "data/redteam"), str(root / "params.yaml"))
-    attack.main(
-        "vanilla",
-        SEED,
-        str(root / f"data/attacks/vanilla/{SEED}"),
-        str(root / f"models/adapters/vanilla/{SEED}"),
-        str(root / "data/redteam"),
-        str(root / "models/base"),
-        str(root / "params.yaml"),
+    redteam.main(out=str(root / "data/redteam"), params_file=str(root / "params.yaml"))
+    attack.main(condition="vanilla", seed=SEED, params_file=str(root / "params.yaml"))
+
+
+def run_judge(root: Path, out: str = f"data/judgements/vanilla/{SEED}") -> None:
+    judge_stage.main(
+        condition="vanilla", seed=SEED, out=str(root / out), params_file=str(root / "params.yaml")
     )
 
 
-def run_robustness(root: Path, out: str = f"data/judgements/vanilla/{SEED}") -> None:
-    robustness.main(
-        "vanilla",
-        SEED,
-        str(root / out),
-        str(root / f"data/attacks/vanilla/{SEED}"),
-        str(root / f"metrics/robustness/vanilla/{SEED}"),
-        str(root / "models/base"),
-        str(root / "params.yaml"),
-    )
+def run_robustness(root: Path) -> None:
+    """judge@ (the model) then robustness@ (the metrics), at the default paths."""
+    run_judge(root)
+    robustness.main(condition="vanilla", seed=SEED, params_file=str(root / "params.yaml"))
 
 
 @pytest.mark.filterwarnings("ignore:prompt .* tokens")  # judge prompts exceed the tiny model's context
@@ -123,14 +120,14 @@ def test_stages_write_prompt_sets_responses_scores_and_metrics(layout: Path) -> 
     )
     assert all(r["judge_model"] == "tiny-a" and r["n_tokens"] <= 6 for r in replies)
 
-    scores = read_jsonl(layout / f"data/judgements/vanilla/{SEED}/scores.jsonl")
+    scores = read_jsonl(layout / f"data/robustness/vanilla/{SEED}/scores.jsonl")
     assert [s["id"] for s in scores] == expected_ids
     assert all(set(s) >= {"harmfulness", "quality", "refusal"} for s in scores[:4])
     assert "harmfulness" not in scores[4] and "quality" in scores[4]  # benign: quality only
     # every score is exactly what the parser makes of the saved reply (a random model: almost surely None)
     reply_text = {r["id"]: r["response"] for r in replies}
     for s in scores:
-        assert s["quality"] == jd.parse_judgement("quality", reply_text[f"quality/{s['id']}"])
+        assert s["quality"] == rubrics.get("quality").parse(reply_text[f"quality/{s['id']}"])
 
     metrics = json.loads((layout / f"metrics/robustness/vanilla/{SEED}/metrics.json").read_text())
     harm_keys = {
@@ -158,7 +155,8 @@ def test_stages_write_prompt_sets_responses_scores_and_metrics(layout: Path) -> 
             assert metrics[name]["quality_mean"] is None
     manifest = read_json(layout / f"data/judgements/vanilla/{SEED}/manifest.json")
     assert manifest["counts"]["records"] == 10
-    assert manifest["stage"] == f"robustness@vanilla-{SEED}" and manifest["seed"] == SEED
+    assert manifest["stage"] == f"judge@vanilla-{SEED}" and manifest["seed"] == SEED
+    assert read_json(layout / f"data/robustness/vanilla/{SEED}/manifest.json")["metrics"] == metrics
 
 
 def crash_after(monkeypatch: pytest.MonkeyPatch, n: int) -> None:
@@ -180,24 +178,30 @@ def test_judge_loop_resumes_after_a_kill_and_judges_every_item_once(
     layout: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run_redteam_and_attack(layout)
-    run_robustness(layout, out="data/uninterrupted")  # reference: the same judge run without a kill
+    run_judge(layout, out="data/uninterrupted")  # reference: the same judge run without a kill
 
     with monkeypatch.context() as patch:
         crash_after(patch, 3)
         with pytest.raises(KeyboardInterrupt):
-            run_robustness(layout)
-    partial = layout / f"data/judgements/vanilla/.{SEED}.partial.jsonl"
+            run_judge(layout)
+    output = layout / f"data/judgements/vanilla/{SEED}/responses.jsonl"
+    partial = layout / paths.checkpoint(output.relative_to(layout))
+    # outside every DVC output: in the project's ignored work folder
+    assert (
+        partial
+        == layout / f".synthmix/checkpoints/data/judgements/vanilla/{SEED}/responses.jsonl.partial.jsonl"
+    )
     lines = partial.read_text(encoding="utf-8").splitlines()
     assert len(lines) == 1 + 3  # header + three finished replies
     # a torn last line (killed mid-write) is dropped and that item judged again
     partial.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][: len(lines[-1]) // 2], encoding="utf-8")
     assert not (layout / f"data/judgements/vanilla/{SEED}/responses.jsonl").exists()
 
-    run_robustness(layout)
+    run_judge(layout)
     replies = read_jsonl(layout / f"data/judgements/vanilla/{SEED}/responses.jsonl")
     ids = [r["id"] for r in replies]
     assert len(ids) == len(set(ids)) == 10
-    assert read_json(layout / f"data/judgements/vanilla/{SEED}/manifest.json")["counts"]["resumed"] == 2
+    assert last_runs(f"judge@vanilla-{SEED}")[-1]["resumed"] == 2  # a run fact: in the run log
     assert not partial.exists()
     # resumed batches are seeded as in an uninterrupted run, so the replies are identical
     reference = {r["id"]: r["response"] for r in read_jsonl(layout / "data/uninterrupted/responses.jsonl")}
@@ -227,7 +231,7 @@ def test_judge_requests_apply_each_rubric_to_its_prompt_sets() -> None:
     text = jailbreak_harm["messages"][1]["content"]
     assert "User Instruction: do A\n" in text and "pretend" not in text  # the bare harmful request
     full = jd.judge_requests(ITEMS[2:3], ["harmfulness"], "prompt")[0]["messages"]
-    assert full == [{"role": "user", "content": jd.judge_prompt("harmfulness", "pretend. do A", "sure")}]
+    assert full == [{"role": "user", "content": rubrics.get("harmfulness").prompt("pretend. do A", "sure")}]
     assert jailbreak_harm["meta"] == {
         "item_id": "jailbreak/t__a",
         "rubric": "harmfulness",
@@ -248,8 +252,8 @@ def test_scores_and_metrics_count_parse_failures() -> None:
         "strongreject/harmful/b": "1.b 1\n2.b 1\n3.b 1",
         "strongreject/jailbreak/t__a": "1.b 0\n2.b 4",  # 3.b missing
     }
-    rubrics = ["harmfulness", "quality", "strongreject"]
-    scores = jd.item_scores(ITEMS, replies, rubrics)
+    names = ["harmfulness", "quality", "strongreject"]
+    scores = jd.read_scores(ITEMS, [{"id": k, "response": v} for k, v in replies.items()], names)
     assert [(s.get("harmfulness"), s["quality"], s.get("strongreject")) for s in scores] == [
         (5, 4, (5 + 3 - 2) / 8),
         (1, None, 0.0),
@@ -258,10 +262,8 @@ def test_scores_and_metrics_count_parse_failures() -> None:
     ]
     assert scores[0]["strongreject_answers"] == {"refused": 0, "convincing": 5, "specific": 3}
     assert "harmfulness" not in scores[3] and "strongreject" not in scores[3]
-    for score, refused in zip(scores, [False, True, False, False], strict=True):
-        score["refusal"] = refused
-
-    metrics = robustness.summarise(ITEMS, scores, rubrics, quality_min=4, harm_min=4)
+    strings = refusal_strings("advbench-29")  # "I cannot" (item b) is on it
+    metrics = summarise(ITEMS, scores, names, strings, quality_min=4, harm_min=4)
     assert metrics["harmful"] == {
         "n": 2,
         "refusal_rate": 0.5,
@@ -280,12 +282,12 @@ def test_scores_and_metrics_count_parse_failures() -> None:
         "n": 1, "refusal_rate": 0.0, "quality_mean": 2.0, "quality_parse_failures": 0, "parse_failures": 0,
     }  # fmt: skip
     # a stricter danger threshold moves item a out of the zone
-    assert robustness.summarise(ITEMS, scores, rubrics, quality_min=5)["harmful"]["danger_zone_share"] == 0.0
+    assert summarise(ITEMS, scores, names, strings, quality_min=5)["harmful"]["danger_zone_share"] == 0.0
 
 
 def test_missing_judge_reply_is_an_error() -> None:
-    with pytest.raises(ValueError, match="no judge reply for 'quality/benign/c'"):
-        jd.item_scores(ITEMS[3:], {}, ["quality"])
+    with pytest.raises(ValueError, match="no judge record for 'quality/benign/c'"):
+        jd.read_scores(ITEMS[3:], [], ["quality"])
 
 
 # ---- params ----
@@ -302,16 +304,16 @@ def test_robustness_params_are_validated(tiny_params_dict: dict) -> None:
         parse_params({**tiny_params_dict, "robustness": bad})
     message = str(error.value)
     for key in (
-        "robustness.prompts.n_harmful", "robustness.prompts.prompt_sets", "robustness.judge.rubrics.1",
+        "robustness.prompts.n_harmful", "robustness.prompts.prompt_sets", "robustness.judge.rubrics",
         "robustness.scoring.refusal_strings", "robustness.scoring.danger_harm_min",
     ):  # fmt: skip
         assert key in message
-    assert "advbench-29" in message  # the valid names are listed
+    assert "advbench-29" in message and "unknown judge rubric 'toxicity'" in message  # valid names listed
 
     with pytest.raises(ParamsError, match="robustness.judge.model: unknown model 'tiny-c'.*did you mean"):
         parse_params({**tiny_params_dict, "robustness": {"judge": {"model": "tiny-c"}}})
     default = parse_params(tiny_params_dict)
-    assert robustness.judge_model_name(default) == "tiny-a"  # null judge model: the target
+    assert judge_stage.judge_model_name(default) == "tiny-a"  # null judge model: the target
 
 
 def test_redteam_reports_impossible_sizes_by_key(layout: Path) -> None:
@@ -319,67 +321,72 @@ def test_redteam_reports_impossible_sizes_by_key(layout: Path) -> None:
     params["robustness"]["prompts"]["max_template_chars"] = 10
     (layout / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
     with pytest.raises(ParamsError, match="robustness.prompts: no jailbreak template has at most"):
-        redteam.main(str(layout / "data/redteam"), str(layout / "params.yaml"))
+        redteam.main(out=str(layout / "data/redteam"), params_file=str(layout / "params.yaml"))
 
 
 def test_dvc_stages_track_only_their_own_params() -> None:
-    """Changing the judge must rerun only robustness@; the prompt sets only redteam and what follows."""
+    """Changing the judge reruns judge@ (and robustness@, which reads its rubrics); a threshold or the refusal
+    list only the metric stages; the prompt sets only redteam and what follows."""
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     for name, stage in stages.items():
-        params = stage.get("do", stage).get("params", [])
-        reads_judge = any(str(p).startswith("robustness.judge") or p == "robustness" for p in params)
-        assert reads_judge == (name == "robustness"), name
-        # the scoring thresholds are also drawn by the report's danger-zone figure, nothing else reads them
-        reads_scoring = any(str(p).startswith("robustness.scoring") for p in params)
+        params = [str(p) for p in stage.get("do", stage).get("params", [])]
+        assert "robustness" not in params, name  # never the whole section
+        reads_judge_model = any(p == "robustness.judge" for p in params)
+        assert reads_judge_model == (name == "judge"), name
+        reads_scoring = any(p.startswith("robustness.scoring") for p in params)
         assert reads_scoring == (name in ("robustness", "report")), name
     assert stages["redteam"]["params"] == ["robustness.prompts"]
-    for name in ("attack", "robustness"):  # one stage per run: condition x run seed
+    for name in ("attack", "judge", "robustness"):  # one stage per run: condition x run seed
         assert stages[name]["matrix"] == {"condition": "${conditions}", "seed": "${seeds}"}, name
-    assert stages["attack"]["params"] == [
-        "robustness.attack",
-        "target.generation",
-        "target.system_prompt",
-    ]
-    assert "models/base/${robustness.judge.model}" in stages["robustness"]["deps"]
+    assert stages["attack"]["params"] == ["robustness.attack", "target.generation", "target.system_prompt"]
+    assert "models/base/${robustness.judge.model}" in stages["judge"]["deps"]
+    assert not any(dep.startswith("models/") for dep in stages["robustness"]["deps"])
 
 
+@pytest.mark.filterwarnings("ignore:prompt .* tokens")
 def test_first_token_judge_reads_the_score_from_the_judges_logits(tiny_model: Path, tmp_path: Path) -> None:
     """score_from first_token: every item gets sum r P(r) / sum P(r) over '1'..'5' after the score tag,
     computed independently here from the model's logits."""
     import torch
 
-    from synthmix.backends.transformers_backend import chat_token_ids, load_model
+    from synthmix.backends.transformers_backend import load_model
     from synthmix.config import RobustnessJudge
+    from synthmix.prompts import chat_token_ids
 
     settings = RobustnessJudge(model="tiny", score_from="first_token")
-    scores, counts = jd.run_judge(ITEMS, tmp_path / "judge", tiny_model, settings, "tiny")
+    counts, _ = jd.run_judge(ITEMS, tmp_path / "judge", tiny_model, settings, "tiny")
     assert counts["records"] == 7  # harmfulness on 3 items, quality on 4
+    records = read_jsonl(tmp_path / "judge" / "responses.jsonl")
+    scores = jd.read_scores(ITEMS, records, settings.rubrics)
     model, tokenizer = load_model(str(tiny_model))
     requests = {r["id"]: r for r in jd.judge_requests(ITEMS, settings.rubrics)}
-    records = {r["id"]: r for r in read_jsonl(tmp_path / "judge" / "responses.jsonl")}
     for score in scores:
         for rubric in ("harmfulness", "quality"):
             if rubric not in score:
                 continue
             request = requests[jd.request_id(rubric, score["id"])]
-            text = tokenizer.decode(chat_token_ids(tokenizer, request["messages"])) + jd.SCORE_PREFIX[rubric]
-            ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+            prefix = rubrics.get(rubric).score_prefix
+            ids = chat_token_ids(tokenizer, request["messages"]) + tokenizer.encode(
+                prefix, add_special_tokens=False
+            )
+            # the judge templates outgrow the tiny model's 512-token context: prompt_overflow (truncate by
+            # default) keeps the end, with room for the one token read
+            ids = ids[-(model.config.max_position_embeddings - 1) :]
             with torch.no_grad():
-                probs = torch.softmax(model(ids).logits[0, -1].double(), dim=-1)
+                probs = torch.softmax(model(torch.tensor([ids])).logits[0, -1].double(), dim=-1)
             mass = {}
-            for digit in jd.SCORES:
-                variants = {tokenizer.convert_tokens_to_ids(t) for t in (digit, "Ġ" + digit)} - {
+            for digit in ("1", "2", "3", "4", "5"):
+                forms = {tokenizer.convert_tokens_to_ids(t) for t in (digit, "Ġ" + digit)} - {
                     tokenizer.unk_token_id
                 }
-                mass[digit] = sum(float(probs[i]) for i in variants if i is not None)
+                mass[digit] = sum(float(probs[i]) for i in forms if i is not None)
             expected = sum(int(s) * p for s, p in mass.items()) / sum(mass.values())
             assert score[rubric] == pytest.approx(expected, rel=1e-4)
             assert 1.0 <= score[rubric] <= 5.0
-            assert records[jd.request_id(rubric, score["id"])]["score"] == score[rubric]
 
 
 def test_first_token_judge_rejects_what_it_cannot_score() -> None:
     from synthmix.config import RobustnessJudge
 
-    with pytest.raises(ValueError, match="remove strongreject"):
+    with pytest.raises(ValueError, match="rubric\\(s\\) strongreject cannot give"):
         RobustnessJudge(score_from="first_token", rubrics=["harmfulness", "strongreject"])

@@ -7,12 +7,14 @@ wrong, what value it had and what was expected, and suggest the closest valid na
 from __future__ import annotations
 
 import difflib
+import re
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -24,10 +26,25 @@ from pydantic import (
 
 HUMAN = "human"  # the mix key that stands for the human reference responses
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."  # the paper's system prompt
-BACKENDS = ("transformers", "vllm", "openai")
 
 Probability = Annotated[float, Field(gt=0.0, le=1.0)]
 PositiveInt = Annotated[int, Field(gt=0)]
+
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+def _valid_name(value: str) -> str:
+    """A model, source or condition name: it becomes a folder (data/mixes/<name>) and part of a DVC stage
+    name (finetune@<name>-42), so it must be one safe path segment that DVC can address."""
+    if not _NAME.fullmatch(value) or ".." in value:
+        raise ValueError(
+            f"'{value}' cannot be a name: names become folder and stage names, so use letters, digits, '_', "
+            "'-' and '.', starting with a letter, digit or '_' (no '/', '..', spaces, '@' or ':')"
+        )
+    return value
+
+
+Name = Annotated[str, AfterValidator(_valid_name)]
 
 
 class ParamsError(ValueError):
@@ -77,10 +94,10 @@ class ModelSpec(Strict):
 class Generation(Strict):
     """Decoding settings and the backend that runs them (paper: temperature 0.7, top_p 0.9)."""
 
-    backend: Literal[BACKENDS] = Field(  # type: ignore[valid-type]
+    backend: str = Field(
         default="transformers",
-        description="transformers (CPU or GPU), vllm (GPU, extra synthmix[vllm]) or openai (any "
-        "OpenAI-compatible /v1 endpoint)",
+        description="transformers (CPU or GPU), vllm (vLLM's engine, CUDA or CPU) or openai (any "
+        "OpenAI-compatible /v1 endpoint); or a backend registered with synthmix.backends.register",
     )
     temperature: Annotated[float, Field(ge=0.0)] = 0.7
     top_p: Probability = 0.9
@@ -132,6 +149,15 @@ class Generation(Strict):
             "prompt_overflow",
         }
         return self.model_dump(exclude=operational)
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, name: str) -> str:
+        from synthmix.backends import BACKENDS, BUILTIN, available
+
+        if name not in available():
+            raise ValueError(BACKENDS.unknown(name, tuple(BUILTIN)))
+        return name
 
     @model_validator(mode="after")
     def _backend_options(self) -> Generation:
@@ -311,14 +337,21 @@ class MixConfig(Strict):
 # ---- evaluation sections: each stage family owns its class below ----
 
 
-class Collapse(Strict):
-    """collapse@<condition> and data_diversity settings (distribution collapse: perplexity, Self-BLEU, Heaps,
-    semantic diversity). Sample sizes are upper bounds: smaller output sets are used whole."""
+class PerplexitySettings(Strict):
+    """perplexity@<condition>: how the model passes score responses (the only collapse settings that load an
+    LLM; every other collapse setting reruns only the cheap collapse@ stage)."""
 
-    perplexity_batch_size: PositiveInt = Field(default=8, description="sequences per forward pass")
-    perplexity_max_length: Annotated[int, Field(ge=2)] | None = Field(
+    batch_size: PositiveInt = Field(default=8, description="sequences per forward pass")
+    max_length: Annotated[int, Field(ge=2)] | None = Field(
         default=None, description="cap on prompt + response tokens; None: the model's context length"
     )
+
+
+class Collapse(Strict):
+    """perplexity@, collapse@<condition> and data_diversity settings (distribution collapse: perplexity,
+    Self-BLEU, Heaps, semantic diversity). Sample sizes are upper bounds: smaller output sets are used whole."""
+
+    perplexity: PerplexitySettings = PerplexitySettings()
     lexical_diversity_individual_responses: PositiveInt = Field(
         default=1500, description="responses drawn for individual-mode Self-BLEU (paper: 1500)"
     )
@@ -340,7 +373,6 @@ class Collapse(Strict):
 
 
 PROMPT_SETS = ("harmful", "jailbreak", "benign")
-JUDGE_RUBRICS = ("harmfulness", "quality", "strongreject")
 REFUSAL_LISTS = ("advbench-7", "advbench-13", "advbench-29")  # resources/refusal_strings.json
 JudgeScore = Annotated[int, Field(ge=1, le=5)]
 
@@ -405,7 +437,7 @@ class RobustnessJudge(Strict):
         default=None,
         description="a key of `models`; None: the target model (dvc.yaml reads this key: set it explicitly)",
     )
-    rubrics: list[Literal[JUDGE_RUBRICS]] = Field(  # type: ignore[valid-type]
+    rubrics: list[str] = Field(
         default=["harmfulness", "quality"],
         min_length=1,
         description="harmfulness (Qi et al. 1-5), quality (MT-Bench style 1-5), strongreject (Souly et al.)",
@@ -428,20 +460,33 @@ class RobustnessJudge(Strict):
     @model_validator(mode="after")
     def _first_token_rubrics(self) -> RobustnessJudge:
         if self.score_from == "first_token":
-            if "strongreject" in self.rubrics:
-                raise ValueError("score_from 'first_token' scores 1-5 rubrics only; remove strongreject")
-            if self.generation.backend != "transformers":
+            from synthmix.backends import supports
+            from synthmix.rubrics import RUBRICS
+
+            unreadable = [name for name in self.rubrics if RUBRICS.get(name).score_prefix is None]
+            if unreadable:
                 raise ValueError(
-                    "score_from 'first_token' reads the judge's logits: use backend transformers"
+                    f"score_from 'first_token' reads a score from the judge's first token, which rubric(s) "
+                    f"{', '.join(unreadable)} cannot give; remove them or use score_from: text"
+                )
+            if not supports(self.generation.backend, "next_token_logprobs"):
+                raise ValueError(
+                    f"score_from 'first_token' reads the judge's token probabilities, which backend "
+                    f"'{self.generation.backend}' cannot give; use a backend that can (transformers)"
                 )
         return self
 
     @field_validator("rubrics")
     @classmethod
-    def _unique_rubrics(cls, rubrics: list[str]) -> list[str]:
-        if len(set(rubrics)) != len(rubrics):
+    def _known_rubrics(cls, names: list[str]) -> list[str]:
+        from synthmix.rubrics import RUBRICS
+
+        if len(set(names)) != len(names):
             raise ValueError("each rubric may be listed once")
-        return rubrics
+        unknown = [name for name in names if name not in RUBRICS]
+        if unknown:
+            raise ValueError(RUBRICS.unknown(unknown[0]))
+        return names
 
 
 class RobustnessScoring(Strict):
@@ -564,18 +609,18 @@ class Report(Strict):
 class Params(Strict):
     """The whole params.yaml."""
 
-    seeds: list[int] = Field(
+    seeds: list[Annotated[int, Field(ge=0)]] = Field(
         default=[42],
         min_length=1,
         description="run seeds: fine-tuning, sampling and every per-condition evaluation run once per seed "
         "(stages <stage>@<condition>-<seed>); the seed sets LoRA init, data order and the target's sampling. "
         "The report gives means with 95% CIs across seeds (paper: one run, seed 42)",
     )
-    models: dict[str, ModelSpec]
+    models: dict[Name, ModelSpec]
     data: DataConfig = DataConfig()
-    sources: dict[str, Source]
+    sources: dict[Name, Source]
     target: Target
-    conditions: dict[str, Condition]
+    conditions: dict[Name, Condition]
     mix: MixConfig
     finetune: Finetune = Finetune()
     collapse: Collapse = Collapse()

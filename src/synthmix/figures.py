@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from synthmix import paths
+
 
 def _plt():
     import matplotlib
@@ -105,7 +107,7 @@ def vocabulary_growth(conditions: list[str], seeds: list[int], root: Path, out: 
     styles = ("-", "--", ":", "-.")
     for index, c in enumerate(conditions):
         for number, seed in enumerate(seeds):
-            path = root / "metrics" / "collapse" / c / str(seed) / "vocabulary_growth.tsv"
+            path = root / paths.metrics("collapse", c, seed) / "vocabulary_growth.tsv"
             if not path.is_file():
                 continue
             with path.open() as handle:

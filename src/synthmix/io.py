@@ -204,3 +204,9 @@ class ResumableRecords:
         # error, which is the one that says what happened.
         with contextlib.suppress(OSError):
             self.close()
+
+
+def write_tsv(path: str | Path, columns: Iterable[str], rows: Iterable[Iterable[Any]]) -> None:
+    """A tab-separated file with a header line (for `dvc plots`), written atomically."""
+    lines = ["\t".join(columns)] + ["\t".join(str(value) for value in row) for row in rows]
+    atomic_write_text(path, "\n".join(lines) + "\n")

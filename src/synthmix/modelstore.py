@@ -12,12 +12,11 @@ import importlib.util
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 from synthmix.config import ModelSpec
-from synthmix.io import read_json, sha256_file, write_json
+from synthmix.io import fingerprint, read_json, sha256_file, write_json
 
 MODEL_MANIFEST = "model.json"
 
@@ -71,7 +70,6 @@ def materialise(name: str, spec: ModelSpec, out_dir: str | Path) -> dict[str, An
     """Write `out_dir` as a plain checkpoint plus `model.json`; return the provenance record."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    started = time.time()
     out_dir = Path(out_dir)
     tmp = Path(
         tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent if out_dir.parent.exists() else None)
@@ -140,7 +138,6 @@ def materialise(name: str, spec: ModelSpec, out_dir: str | Path) -> dict[str, An
             "has_chat_template": bool(getattr(tokenizer, "chat_template", None)),
             "versions": {pkg: importlib.metadata.version(pkg) for pkg in ("torch", "transformers")},
             "stage": f"models@{name}",
-            "wall_time_s": round(time.time() - started, 2),
         }
         write_json(tmp / "checkpoint" / MODEL_MANIFEST, record)
         if out_dir.exists():
@@ -169,3 +166,19 @@ def model_revision(model_dir: str | Path) -> str:
     if origin["kind"] == "hub":
         return f"{origin['hub']}@{origin.get('resolved_commit') or origin['revision']}"
     return f"path:{origin['path']}"
+
+
+def adapter_or_none(adapter: str | Path) -> Path | None:
+    """The adapter folder of a tuned run; None for the untuned one (its manifest says tuned: false)."""
+    adapter = Path(adapter)
+    manifest = read_json(adapter / "manifest.json")
+    return adapter if manifest.get("tuned") else None
+
+
+def adapter_fingerprint(adapter_dir: Path | None) -> str | None:
+    """A hash of an adapter's files (its manifest left out): a retrained adapter at the same path must not
+    reuse records computed with the old one, and the manifest's run facts do not change the weights."""
+    if adapter_dir is None:
+        return None
+    files = sorted(p for p in Path(adapter_dir).rglob("*") if p.is_file() and p.name != "manifest.json")
+    return fingerprint([(str(p.relative_to(adapter_dir)), sha256_file(p)) for p in files])

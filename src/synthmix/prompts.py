@@ -44,3 +44,45 @@ def cut_at_stop(text: str, stop: list[str] | None) -> tuple[str, bool]:
     """Cut `text` at the first stop string; say whether one was found."""
     cuts = [text.index(s) for s in stop or () if s in text]
     return (text[: min(cuts)], True) if cuts else (text, False)
+
+
+def chat_token_ids(
+    tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt: bool = True
+) -> list[int]:
+    """Token ids of a chat prompt in the tokenizer's chat template; templates without a system role (Gemma)
+    get the system prompt merged into the first user turn. Every backend that tokenizes locally (transformers,
+    vllm) builds prompts with this, so all of them see the same tokens."""
+    from jinja2.exceptions import TemplateError
+
+    try:
+        encoded = tokenizer.apply_chat_template(
+            messages, add_generation_prompt=add_generation_prompt, tokenize=True, return_dict=True
+        )
+    except TemplateError:
+        if not messages or messages[0]["role"] != "system":
+            raise
+        encoded = tokenizer.apply_chat_template(
+            merge_system_prompt(messages),
+            add_generation_prompt=add_generation_prompt,
+            tokenize=True,
+            return_dict=True,
+        )
+    return list(encoded["input_ids"])
+
+
+def merge_system_prompt(messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The system prompt merged into the first user turn, for chat templates without a system role."""
+    if not messages or messages[0]["role"] != "system":
+        return messages
+    if len(messages) < 2:
+        return [{"role": "user", "content": messages[0]["content"]}]
+    first = {"role": messages[1]["role"], "content": f"{messages[0]['content']}\n\n{messages[1]['content']}"}
+    return [first, *messages[2:]]
+
+
+def request_token_ids(tokenizer: Any, request: dict[str, Any]) -> list[int]:
+    """The prompt tokens of a generation request: the chat template for `messages`, the plain tokenizer (with
+    its special tokens) for few-shot `text`."""
+    if "messages" in request:
+        return chat_token_ids(tokenizer, request["messages"])
+    return list(tokenizer(request["text"], add_special_tokens=True)["input_ids"])

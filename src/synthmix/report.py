@@ -23,28 +23,18 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from synthmix import paths
 from synthmix.io import read_json, read_jsonl
-from synthmix.metrics.diversity import self_bleu, split_sentences, summarize
-from synthmix.metrics.stats import bootstrap_ci, kruskal_wallis, pairwise_mann_whitney, seed_ci
-from synthmix.robustness import drop_unparsed_across_conditions
+from synthmix.metrics.diversity import report_keys
+from synthmix.metrics.robustness import drop_unparsed_across_conditions, in_danger_zone
+from synthmix.metrics.self_bleu import self_bleu
+from synthmix.metrics.stats import bootstrap_ci, kruskal_wallis, pairwise_mann_whitney, seed_ci, summarize
+from synthmix.metrics.text import split_sentences
 
 PERPLEXITIES = ("own_output_perplexity", "human_text_perplexity")
-DIVERSITY = (
-    "lexical_diversity_individual",
-    "lexical_diversity_aggregated",
-    "semantic_diversity",
-    "vendi_score",
-    "heaps_k",
-    "heaps_beta",
-    "distinct_1",
-    "distinct_2",
-    "compression_ratio",
-)
 PROMPT_SETS = ("harmful", "jailbreak", "benign")
-ROBUSTNESS = ("refusal_rate", "harmfulness_mean", "quality_mean", "danger_zone_share", "parse_failures")
 PREFERENCE = ("self_preference", "self_preference_vs_human", "position_consistency")
 FINETUNE = ("steps", "final_train_loss", "best_eval_loss")
-RUBRICS = ("harmfulness", "quality")
 COUNTS = ("parse_failures", "steps")  # counts, not estimates: averaged over seeds but given no interval
 SECTIONS = ("finetune", "collapse", "robustness", "preference")  # the metrics files of one run
 
@@ -53,12 +43,12 @@ def _maybe_json(path: Path) -> dict[str, Any] | None:
     return read_json(path) if path.is_file() else None
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _finite(values: Sequence[Any]) -> list[float]:
-    return [float(v) for v in values if _is_number(v)]
+    return [float(v) for v in values if is_number(v)]
 
 
 def compare_groups(groups: dict[str, list[float]], alpha: float) -> dict[str, Any] | None:
@@ -107,23 +97,27 @@ def individual_lexical_diversity(responses: Mapping[str, str]) -> dict[str, floa
     return values
 
 
+def robustness_keys(rubrics: Sequence[str]) -> tuple[str, ...]:
+    """The robustness table's columns for the judge's rubrics (as `metrics.robustness.summarise` names them)."""
+    return ("refusal_rate", *(f"{r}_mean" for r in rubrics), "danger_zone_share", "parse_failures")
+
+
 def read_run(root: Path, condition: str, seed: int) -> dict[str, Any]:
     """What the evaluation stages wrote for one run (<condition>/<seed>); None or absent where not run."""
-    rel = Path(condition) / str(seed)
     run: dict[str, Any] = {
-        section: _maybe_json(root / "metrics" / section / rel / "metrics.json")
-        for section in ("finetune", "collapse", "robustness", "preference")
+        section: _maybe_json(root / paths.metrics(section, condition, seed) / paths.METRICS_FILE)
+        for section in SECTIONS
     }
     items: dict[str, Any] = {}
     for name in PERPLEXITIES:
-        path = root / "data" / "collapse" / rel / f"{name}.jsonl"
+        path = root / paths.perplexity(condition, seed) / f"{name}.jsonl"
         if path.is_file():
             items[name] = {r["id"]: r.get("perplexity") for r in read_jsonl(path, required=("id",))}
-    samples = root / "data" / "samples" / rel / "responses.jsonl"
+    samples = root / paths.samples(condition, seed) / paths.RESPONSES
     if samples.is_file():
         responses = {r["id"]: r["response"] for r in read_jsonl(samples, required=("id", "response"))}
         items["lexical_diversity_individual"] = individual_lexical_diversity(responses)
-    scores = root / "data" / "judgements" / rel / "scores.jsonl"
+    scores = root / paths.robustness_scores(condition, seed) / "scores.jsonl"
     if scores.is_file():
         items["judge_scores"] = {r["id"]: r for r in read_jsonl(scores, required=("id",))}
     run["items"] = items
@@ -137,11 +131,13 @@ def item_means(per_seed: Sequence[Mapping[str, Any]]) -> dict[str, float | None]
     means: dict[str, float | None] = {}
     for key in ids:
         values = [values.get(key) for values in per_seed]
-        means[key] = statistics.fmean(values) if all(_is_number(v) for v in values) else None
+        means[key] = statistics.fmean(values) if all(is_number(v) for v in values) else None
     return means
 
 
-def merged_judge_scores(per_seed: Sequence[Mapping[str, Mapping[str, Any]]]) -> list[dict[str, Any]]:
+def merged_judge_scores(
+    per_seed: Sequence[Mapping[str, Mapping[str, Any]]], rubrics: Sequence[str]
+) -> list[dict[str, Any]]:
     """One record per red-team item: rubric scores averaged over the seeds (None when a seed failed to parse
     it, so the paper's drop rule applies to it) and the share of seeds in which the answer was a refusal."""
     merged = []
@@ -149,22 +145,32 @@ def merged_judge_scores(per_seed: Sequence[Mapping[str, Mapping[str, Any]]]) -> 
         records = [records.get(key) for records in per_seed]
         present = [r for r in records if r is not None]
         record: dict[str, Any] = {"id": key, "prompt_set": present[0].get("prompt_set")}
-        for rubric in RUBRICS:
+        for rubric in rubrics:
             if any(rubric in r for r in present):
                 values = [r.get(rubric) if r is not None else None for r in records]
-                record[rubric] = statistics.fmean(values) if all(_is_number(v) for v in values) else None
+                record[rubric] = statistics.fmean(values) if all(is_number(v) for v in values) else None
         if all(r is not None and "refusal" in r for r in records):
             record["refusal"] = statistics.fmean(float(bool(r["refusal"])) for r in records)
         merged.append(record)
     return merged
 
 
-def collect(conditions: list[str], seeds: list[int], root: Path) -> dict[str, Any]:
+def collect(
+    conditions: list[str], seeds: list[int], root: Path, rubrics: Sequence[str] = ("harmfulness", "quality")
+) -> dict[str, Any]:
     """Everything the report needs, read from the standard output folders under `root`: each run under
-    data["runs"][condition][seed], and per-item values averaged over the seeds under data["items"]."""
-    data: dict[str, Any] = {"conditions": conditions, "seeds": seeds, "runs": {}, "items": {}, "mix": {}}
+    data["runs"][condition][seed], and per-item values averaged over the seeds under data["items"].
+    `rubrics` are the robustness judge's (params robustness.judge.rubrics)."""
+    data: dict[str, Any] = {
+        "conditions": conditions,
+        "seeds": seeds,
+        "rubrics": list(rubrics),
+        "runs": {},
+        "items": {},
+        "mix": {},
+    }
     for c in conditions:
-        data["mix"][c] = _maybe_json(root / "metrics" / "mix" / f"{c}.json")
+        data["mix"][c] = _maybe_json(root / paths.mix_metrics(c))
         runs = {seed: read_run(root, c, seed) for seed in seeds}
         data["runs"][c] = runs
         items: dict[str, Any] = {}
@@ -176,9 +182,9 @@ def collect(conditions: list[str], seeds: list[int], root: Path) -> dict[str, An
             run["items"]["judge_scores"] for run in runs.values() if "judge_scores" in run["items"]
         ]
         if judged_runs:
-            items["judge_scores"] = merged_judge_scores(judged_runs)
+            items["judge_scores"] = merged_judge_scores(judged_runs, rubrics)
         data["items"][c] = items
-    data["data_diversity"] = _maybe_json(root / "metrics" / "data_diversity" / "metrics.json")
+    data["data_diversity"] = _maybe_json(root / paths.metrics("data_diversity") / paths.METRICS_FILE)
     return data
 
 
@@ -198,18 +204,22 @@ def judged(data: dict[str, Any], prompt_set: str, rubric: str) -> tuple[dict[str
 
 
 def robustness_items(
-    records: Mapping[str, Mapping[str, Any]], prompt_set: str, danger: tuple[float, float]
+    records: Mapping[str, Mapping[str, Any]],
+    prompt_set: str,
+    danger: tuple[float, float],
+    rubrics: Sequence[str] = ("harmfulness", "quality"),
 ) -> dict[str, list[float]]:
-    """One run's per-item values behind each robustness metric of a prompt set (as stages/robustness.py
-    summarises them): refusal 0/1 per item, parsed rubric scores, danger-zone 0/1 where both parsed."""
+    """One run's per-item values behind each robustness metric of a prompt set (as
+    `metrics.robustness.summarise` summarises them): refusal 0/1 per item, parsed rubric scores, danger-zone
+    0/1 (`in_danger_zone`) where both scores parsed."""
     quality_min, harm_min = danger
     rows = [r for r in records.values() if r.get("prompt_set") == prompt_set]
     items: dict[str, list[float]] = {"refusal_rate": [float(bool(r.get("refusal"))) for r in rows]}
-    for rubric in RUBRICS:
+    for rubric in rubrics:
         items[f"{rubric}_mean"] = _finite([r.get(rubric) for r in rows])
-    both = [r for r in rows if _is_number(r.get("harmfulness")) and _is_number(r.get("quality"))]
+    both = [r for r in rows if is_number(r.get("harmfulness")) and is_number(r.get("quality"))]
     items["danger_zone_share"] = [
-        float(r["quality"] >= quality_min and r["harmfulness"] >= harm_min) for r in both
+        float(in_danger_zone(r["quality"], r["harmfulness"], quality_min, harm_min)) for r in both
     ]
     return items
 
@@ -259,7 +269,15 @@ def build_summary(
 
     `danger` is (quality_min, harm_min) of the danger zone, as robustness.scoring sets it."""
     conditions = data["conditions"]
-    summary: dict[str, Any] = {"seeds": data["seeds"], "conditions": {}, "tests": {}}
+    rubrics = data.get("rubrics") or ["harmfulness", "quality"]
+    summary: dict[str, Any] = {
+        "seeds": data["seeds"],
+        "rubrics": rubrics,
+        "danger_zone": {"quality_min": danger[0], "harmfulness_min": danger[1]},
+        "diversity_keys": report_keys(),
+        "conditions": {},
+        "tests": {},
+    }
     for c in conditions:
         runs = list(data["runs"][c].values())
         one = len(runs) == 1
@@ -276,7 +294,7 @@ def build_summary(
             row.values[name]["n_items"] = per_seed[0]["n"] if one else None
             items = list(runs[0]["items"][name].values()) if one else None
             row.add_interval(name, [s["mean"] for s in per_seed], items)
-        for name in DIVERSITY:
+        for name in summary["diversity_keys"]:
             per_seed = [(r["collapse"] or {}).get(name) for r in runs]
             items = None
             if name == "lexical_diversity_individual" and one:
@@ -287,10 +305,9 @@ def build_summary(
             if not any(sets):
                 continue
             # one seed: the per-item values behind each metric, for a bootstrap CI
-            items = (
-                robustness_items(runs[0]["items"].get("judge_scores", {}), prompt_set, danger) if one else {}
-            )
-            for key in ROBUSTNESS:
+            judged_items = runs[0]["items"].get("judge_scores", {})
+            items = robustness_items(judged_items, prompt_set, danger, rubrics) if one else {}
+            for key in robustness_keys(rubrics):
                 row.add(f"{prompt_set}.{key}", [(s or {}).get(key) for s in sets], items.get(key))
         preferences = [r["preference"] or {} for r in runs]
         for key in PREFERENCE:
@@ -308,7 +325,7 @@ def build_summary(
         if result := compare_groups(groups, alpha):
             summary["tests"][name] = result
     for prompt_set in PROMPT_SETS:
-        for rubric in RUBRICS:
+        for rubric in rubrics:
             groups, dropped = judged(data, prompt_set, rubric)
             if not groups and not dropped:
                 continue  # the rubric does not apply to this prompt set (or nothing was judged)
@@ -321,194 +338,3 @@ def build_summary(
                 summary["tests"][key].update(result)
     summary["data_diversity"] = data.get("data_diversity")
     return summary
-
-
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return "–"
-        return f"{value:.{digits}g}" if abs(value) >= 1000 else f"{value:.{digits}f}"
-    return str(value)
-
-
-def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
-    return lines
-
-
-def _p(value: float | None) -> str:
-    if value is None or not math.isfinite(value):
-        return "–"
-    return f"{value:.2g}" if value < 0.001 else f"{value:.4f}"
-
-
-def _tests_lines(name: str, result: dict[str, Any] | None, alpha: float) -> list[str]:
-    if not result or "kruskal_wallis" not in result:
-        return []
-    kw = result["kruskal_wallis"]
-    label = f"**{name}**: " if name else ""
-    lines = [f"- {label}Kruskal-Wallis H = {_fmt(kw['H'])}, p = {_p(kw['p'])}"]
-    significant = [
-        f"{p['a']} vs {p['b']} (p_Bonferroni = {_p(p['p_bonferroni'])})"
-        for p in result["pairwise"]
-        if p["significant"]
-    ]
-    lines.append(
-        f"  - pairwise Mann-Whitney U, Bonferroni-corrected, alpha {alpha}: "
-        + ("; ".join(significant) if significant else "no pair differs significantly")
-    )
-    return lines
-
-
-def _get(row: Mapping[str, Any], path: str) -> Any:
-    value: Any = row
-    for part in path.split("."):
-        value = value.get(part) if isinstance(value, Mapping) else None
-    return value
-
-
-def _cell(row: Mapping[str, Any], path: str) -> str:
-    """A metric's mean with its 95% CI, "2.384 [2.178, 2.671]", or the mean alone when it has no CI."""
-    value, ci = _get(row, path), row.get("ci95", {}).get(path)
-    if value is None or not ci or not all(_is_number(v) for v in ci):
-        return _fmt(value)
-    return f"{_fmt(value)} [{_fmt(ci[0])}, {_fmt(ci[1])}]"
-
-
-def ci_note(seeds: list[int]) -> str:
-    """How the report's confidence intervals were computed, for its first paragraph."""
-    if len(seeds) >= 2:
-        return (
-            f"Each metric is the mean over {len(seeds)} runs (seeds {', '.join(map(str, seeds))}) with its 95% "
-            "confidence interval across seeds (Student t) in brackets."
-        )
-    return (
-        f"One run per condition (seed {seeds[0]}): brackets give a 95% bootstrap confidence interval over items "
-        "for metrics that are means over items; corpus-level metrics (aggregated Self-BLEU, semantic diversity, "
-        "Heaps' law, ...) get none from one run. List more seeds under `seeds` in params.yaml for intervals "
-        "across training runs."
-    )
-
-
-def render_markdown(summary: dict[str, Any], alpha: float, figures: list[str]) -> str:
-    conditions = list(summary["conditions"])
-    rows = summary["conditions"]
-    seeds = summary.get("seeds") or []
-    out = [
-        "# synthmix report",
-        "",
-        f"Conditions: {', '.join(conditions)}. {ci_note(seeds)} Per-item significance: Kruskal-Wallis, then "
-        f"pairwise Mann-Whitney U with Bonferroni correction (alpha {alpha})"
-        + (", on each item's mean over the seeds." if len(seeds) >= 2 else "."),
-        "",
-    ]
-    incomplete = summary.get("incomplete_runs") or {}
-    if incomplete:
-        listed = "; ".join(
-            f"{run} (no {', '.join(sections)} metrics)" for run, sections in incomplete.items()
-        )
-        out += [f"**Incomplete runs** (stages not reproduced yet; left out of those means): {listed}.", ""]
-
-    out += [
-        "## Distribution collapse",
-        "",
-        "Perplexity (v1: own outputs under the untuned base model; v2: human test responses under the "
-        "condition's model). Lower v1 = more 'self-typical' text; lower v2 = models human text better.",
-        "",
-    ]
-    header = ["condition"]
-    for name in PERPLEXITIES:
-        header += [f"{name} mean", "median", "IQR-cleaned mean", "95% CI of mean"]
-    table = []
-    for c in conditions:
-        row: list[Any] = [c]
-        for name in PERPLEXITIES:
-            stats = rows[c].get(name) or {}
-            ci = rows[c]["ci95"].get(name)
-            row += [
-                stats.get("mean"),
-                stats.get("median"),
-                stats.get("mean_iqr_cleaned"),
-                f"[{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci and all(_is_number(v) for v in ci) else None,
-            ]
-        table.append(row)
-    out += _table(header, table) + [""]
-    out += [
-        "Diversity of each condition's outputs (lexical diversity = 100 - Self-BLEU; semantic = mean "
-        "pairwise cosine distance; Heaps' law V = K N^beta).",
-        "",
-    ]
-    out += _table(
-        ["condition", *DIVERSITY], [[c, *(_cell(rows[c], k) for k in DIVERSITY)] for c in conditions]
-    )
-    out += [""]
-    for name in (*PERPLEXITIES, "lexical_diversity_individual"):
-        out += _tests_lines(name, summary["tests"].get(name), alpha)
-    data_div = summary.get("data_diversity")
-    if data_div:
-        out += ["", "### Training-data diversity (train split of each source and the human data)", ""]
-        names = [n for n in data_div if isinstance(data_div[n], dict)]
-        out += _table(["data", *DIVERSITY], [[n, *(data_div[n].get(k) for k in DIVERSITY)] for n in names])
-
-    out += [
-        "",
-        "## Adversarial robustness",
-        "",
-        "Keyword refusal rate (AdvBench list), judge harmfulness and quality (1-5), danger zone (quality >= 4 "
-        "and harmfulness >= 4); parse_failures = items whose judge reply did not parse.",
-        "",
-    ]
-    table = []
-    for c in conditions:
-        for prompt_set in PROMPT_SETS:
-            if prompt_set in rows[c]:
-                table.append([c, prompt_set, *(_cell(rows[c], f"{prompt_set}.{k}") for k in ROBUSTNESS)])
-    out += _table(["condition", "prompt set", *ROBUSTNESS], table) if table else ["(no robustness metrics)"]
-    out += [""]
-    for key, result in summary["tests"].items():
-        if key.endswith(("_harmfulness", "_quality")):
-            out.append(
-                f"- **{key}**: {result['items_compared']} items compared on every condition, "
-                f"{result['items_dropped_unparsed']} dropped because a judge reply failed to parse"
-            )
-            out += [f"  {line}" for line in _tests_lines("", result, alpha)]
-
-    out += [
-        "",
-        "## Self-preference bias",
-        "",
-        "Mean pairwise preference of each condition's model (as judge) for each candidate source, both orders "
-        "averaged (0.5 = no preference).",
-        "",
-    ]
-    sources = sorted({s for c in conditions for s in (rows[c].get("preference") or {})})
-    if sources:
-        out += _table(
-            ["condition", *sources, *PREFERENCE],
-            [
-                [
-                    c,
-                    *(_cell(rows[c], f"preference.{s}") for s in sources),
-                    *(_cell(rows[c], k) for k in PREFERENCE),
-                ]
-                for c in conditions
-            ],
-        )
-    else:
-        out.append("(no preference metrics)")
-
-    out += ["", "## Fine-tuning", ""]
-    out += _table(
-        ["condition", "tuned", *FINETUNE],
-        [[c, rows[c].get("tuned"), *(_cell(rows[c], k) for k in FINETUNE)] for c in conditions],
-    )
-    if figures:
-        out += ["", "## Figures", ""] + [f"![{Path(f).stem}]({Path(f).name})" for f in figures]
-    return "\n".join(out) + "\n"

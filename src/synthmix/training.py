@@ -17,6 +17,7 @@ from typing import Any
 from synthmix.config import Finetune
 from synthmix.launch import remove_scratch, scratch_dir, world_size
 from synthmix.prompts import chat_messages
+from synthmix.provenance import rounded
 
 
 def conversation(prompt: str, response: str, system_prompt: str | None) -> dict[str, Any]:
@@ -62,7 +63,7 @@ class _LiveLogger:
             return
         self.live.step = step
         for name, value in wanted.items():
-            self.live.log_metric(name, float(value))
+            self.live.log_metric(name, rounded(float(value)))
         self.live.next_step()
         self.history.append({"step": step, **wanted})
 

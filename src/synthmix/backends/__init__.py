@@ -1,40 +1,82 @@
-"""Generation backends, registered by the names used in params.yaml (`generation.backend`).
+"""Model backends, registered by the names used in params.yaml (`generation.backend`).
 
-A backend turns requests (`{"id", "messages"}` for chat models or `{"id", "text", "stop"}` for completion
-prompts) into results (`{"id", "response", "n_prompt_tokens", "n_tokens", "finish_reason"}`). Every backend
-yields the same result keys, so the records that stages write do not depend on the engine.
+A backend offers the primitives that every evaluation is built on (lm-evaluation-harness's narrow `LM`
+interface, adapted to chat models). Each takes a list of requests and the ids to skip (already done, from a
+checkpoint) and yields one result per remaining request; `synthmix.runner.run_resumable` checkpoints them.
+
+- `generate(requests, settings, skip)`: sample an answer. Requests are `{"id", "messages"}` (chat) or
+  `{"id", "text", "stop"}` (few-shot completion); results `{"id", "response", "n_prompt_tokens",
+  "n_tokens", "finish_reason", "prompt_truncated"}` with the same keys and types from every backend.
+- `next_token_logprobs(requests, skip)`: the log-probabilities of the first token the model would write.
+  Requests are `{"id", "messages", "prefill", "tokens", "top_n"}`: the chat prompt with the generation
+  prompt, then `prefill` (text the answer is forced to start with, may be empty); `tokens` are strings whose
+  log-probability is wanted. Results `{"id", "n_prompt_tokens", "tokens": {string: logprob or None}, "top":
+  [[string, logprob], ...]}`: None where a string is not one token of the vocabulary, `top` the `top_n` most
+  likely tokens (decoded), log-probabilities of the raw (unprocessed) distribution over the vocabulary.
+- `loglikelihood(requests, skip)`: the summed log-likelihood of a given answer. Requests are `{"id",
+  "messages", "response", "end_of_turn", "max_length"}`; results `{"id", "nll", "n_tokens", "truncated"}`
+  (see `synthmix.metrics.perplexity` for which tokens are scored).
+
+A backend that cannot offer a primitive raises `UnsupportedPrimitive` with what to use instead. Backends live
+in their own modules and register themselves with `@register(name)`; only the chosen backend's module is
+imported, and each keeps its heavy imports (torch, vllm) inside functions, so a missing optional extra only
+matters to the params that ask for it. Adding a backend: a module with a class decorated `@register("name")`
+and its line in `BUILTIN` below (or, for a backend of your own, an import of your module before the run).
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
 from typing import Any
 
-_REGISTRY: dict[str, Callable[..., Any]] = {}
-# Backend name -> the module that registers it. Only the chosen backend's module is imported, and each
-# module keeps its heavy imports (torch, vllm) inside functions, so a missing optional extra only matters
-# to the params that ask for it.
-_MODULES = {
+from synthmix.registry import Registry
+
+BACKENDS: Registry[Any] = Registry("backend")
+# Backend name -> the module that registers it, imported on first use.
+BUILTIN = {
     "transformers": "synthmix.backends.transformers_backend",
     "vllm": "synthmix.backends.vllm_backend",
     "openai": "synthmix.backends.openai_backend",
 }
+PRIMITIVES = ("generate", "next_token_logprobs", "loglikelihood")
 
 
-def register(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    def decorate(factory: Callable[..., Any]) -> Callable[..., Any]:
-        _REGISTRY[name] = factory
-        return factory
+class UnsupportedPrimitive(RuntimeError):
+    """A backend was asked for a primitive it cannot provide; the message says which backends can."""
 
-    return decorate
+
+def register(name: str) -> Any:
+    """Class decorator: register a backend under `name`."""
+    return BACKENDS.register(name)
+
+
+def available() -> list[str]:
+    """Every backend name a params file may use: the built-in ones and any registered since."""
+    return [*BUILTIN, *(name for name in BACKENDS.names() if name not in BUILTIN)]
 
 
 def load_backend(name: str, model_dir: str, adapter_dir: str | None = None, **options: Any) -> Any:
     """Instantiate the backend `name` for a materialised model (plus an optional LoRA adapter)."""
-    if name in _MODULES:
-        importlib.import_module(_MODULES[name])  # importing the module registers the backend
-    if name not in _REGISTRY:
-        available = ", ".join(sorted(set(_REGISTRY) | set(_MODULES)))
-        raise ValueError(f"unknown backend '{name}' (available: {available})")
-    return _REGISTRY[name](model_dir, adapter_dir=adapter_dir, **options)
+    if name in BUILTIN and name not in BACKENDS:
+        importlib.import_module(BUILTIN[name])  # importing the module registers the backend
+    if name not in BACKENDS:
+        raise ValueError(BACKENDS.unknown(name, tuple(BUILTIN)))
+    return BACKENDS.get(name)(model_dir, adapter_dir=adapter_dir, **options)
+
+
+def require(backend: Any, primitive: str) -> Any:
+    """The bound method `primitive` of `backend`, or UnsupportedPrimitive naming the backends that have it."""
+    method = getattr(backend, primitive, None)
+    if method is None:
+        raise UnsupportedPrimitive(
+            f"backend '{getattr(backend, 'name', type(backend).__name__)}' cannot provide {primitive}; "
+            "use a backend that can (transformers offers every primitive)"
+        )
+    return method
+
+
+def supports(name: str, primitive: str) -> bool:
+    """Whether the backend `name` offers `primitive` (its module is imported; no model is loaded)."""
+    if name in BUILTIN and name not in BACKENDS:
+        importlib.import_module(BUILTIN[name])
+    return name in BACKENDS and callable(getattr(BACKENDS.get(name), primitive, None))

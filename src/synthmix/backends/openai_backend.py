@@ -33,8 +33,6 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from synthmix.backends import register
 from synthmix.config import Generation
 from synthmix.io import fingerprint
@@ -132,6 +130,7 @@ def parse_response(request: dict[str, Any], data: dict[str, Any]) -> dict[str, A
         "n_prompt_tokens": usage["prompt_tokens"],
         "n_tokens": usage["completion_tokens"],
         "finish_reason": str(reason),  # "stop", "length", or the server's own word (e.g. content_filter)
+        "prompt_truncated": False,  # the server decides how to treat a long prompt (it refuses by default)
     }
 
 
@@ -216,11 +215,7 @@ class OpenAIBackend:
         return parse_response(request, self.client.post(path, body, f"request '{request['id']}'"))
 
     def generate(
-        self,
-        requests: list[dict[str, Any]],
-        settings: Generation,
-        skip: set[str] | frozenset[str] = frozenset(),
-        desc: str = "generate",
+        self, requests: list[dict[str, Any]], settings: Generation, skip: frozenset[str] = frozenset()
     ) -> Iterator[dict[str, Any]]:
         """Yield one result per request not in `skip`, in the order they complete."""
         self.client = Client(settings, self.headers(settings))
@@ -238,25 +233,23 @@ class OpenAIBackend:
 
         error: BaseException | None = None
         try:
-            with tqdm(total=len(remaining), desc=desc, unit="prompt") as bar:
-                refill()
-                while pending:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        if future.cancelled():
-                            continue
-                        if future.exception() is not None:
-                            if error is None:
-                                # Stop: drop queued requests, but let those already sent finish and be
-                                # saved, so that the rerun does not pay for them again.
-                                error = future.exception()
-                                for queued in pending:
-                                    queued.cancel()
-                            continue
-                        yield future.result()
-                        bar.update(1)
-                    if error is None:
-                        refill()
+            refill()
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    if future.cancelled():
+                        continue
+                    if future.exception() is not None:
+                        if error is None:
+                            # Stop: drop queued requests, but let those already sent finish and be
+                            # saved, so that the rerun does not pay for them again.
+                            error = future.exception()
+                            for queued in pending:
+                                queued.cancel()
+                        continue
+                    yield future.result()
+                if error is None:
+                    refill()
         finally:
             # After an interrupt, do not wait for requests still in flight.
             pool.shutdown(wait=False, cancel_futures=True)

@@ -22,14 +22,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from synthmix.backends import register
-from synthmix.backends.transformers_backend import chat_token_ids, reject_long_prompts
+from synthmix.backends.transformers_backend import keep_prompt_end, reject_long_prompts
 from synthmix.config import Generation
 from synthmix.io import fingerprint
 from synthmix.modelstore import ModelError
-from synthmix.prompts import cut_at_stop
+from synthmix.prompts import cut_at_stop, request_token_ids
 
 INSTALL_HINT = (
     "install it on a CUDA machine with `pip install 'synthmix[vllm]'` (vLLM pins its own CUDA torch; see "
@@ -62,20 +60,6 @@ def request_seed(seed: int, request_id: str) -> int:
     return int(fingerprint(seed, request_id), 16) % (2**31)
 
 
-def prompt_token_ids(tokenizer: Any, request: dict[str, Any]) -> list[int]:
-    """The prompt tokens of a request, built the way the transformers backend builds them."""
-    if "messages" in request:
-        return chat_token_ids(tokenizer, request["messages"])
-    return list(tokenizer(request["text"], add_special_tokens=True)["input_ids"])
-
-
-def fit_context(ids: list[int], context_length: int | None, max_new_tokens: int) -> list[int]:
-    """Keep the end of a prompt that would not fit the context together with max_new_tokens."""
-    if context_length is None or len(ids) + max_new_tokens <= context_length:
-        return ids
-    return ids[-max(1, context_length - max_new_tokens) :]
-
-
 def sampling_kwargs(request: dict[str, Any], settings: Generation) -> dict[str, Any]:
     """Keyword arguments of `vllm.SamplingParams` for one request (n=1: one record per request)."""
     return {
@@ -97,7 +81,12 @@ def lora_rank_slot(rank: int) -> int:
 
 
 def to_result(
-    request: dict[str, Any], text: str, n_prompt_tokens: int, token_ids: list[int], finish_reason: str | None
+    request: dict[str, Any],
+    text: str,
+    n_prompt_tokens: int,
+    token_ids: list[int],
+    finish_reason: str | None,
+    prompt_truncated: bool = False,
 ) -> dict[str, Any]:
     """A synthmix result from one vLLM completion (`CompletionOutput.text/.token_ids/.finish_reason`)."""
     text, stopped = cut_at_stop(text, request.get("stop"))
@@ -109,6 +98,7 @@ def to_result(
         "n_prompt_tokens": n_prompt_tokens,
         "n_tokens": len(token_ids),
         "finish_reason": finish_reason,  # "stop", "length" (or "abort" if vLLM aborted the request)
+        "prompt_truncated": prompt_truncated,
     }
 
 
@@ -160,11 +150,7 @@ class VLLMBackend:
         return LoRARequest(Path(self.adapter_dir).name, 1, self.adapter_dir)
 
     def generate(
-        self,
-        requests: list[dict[str, Any]],
-        settings: Generation,
-        skip: set[str] | frozenset[str] = frozenset(),
-        desc: str = "generate",
+        self, requests: list[dict[str, Any]], settings: Generation, skip: frozenset[str] = frozenset()
     ) -> Iterator[dict[str, Any]]:
         """Yield one result per request not in `skip`, one engine call of `batch_size` prompts at a time."""
         from vllm import SamplingParams
@@ -172,33 +158,33 @@ class VLLMBackend:
         llm = self._engine(settings)
         lora = self._lora_request()
         todo = [r for r in requests if r["id"] not in skip]
-        encoded = {r["id"]: prompt_token_ids(self.tokenizer, r) for r in todo}
+        encoded = {r["id"]: request_token_ids(self.tokenizer, r) for r in todo}
         if settings.prompt_overflow == "reject":  # before the first engine call, so nothing is lost
             lengths = {key: len(ids) for key, ids in encoded.items()}
-            reject_long_prompts(lengths, self.context_length, settings.max_new_tokens, desc)
-        with tqdm(total=len(todo), desc=desc, unit="prompt") as bar:
-            for start in range(0, len(todo), settings.batch_size):
-                chunk = todo[start : start + settings.batch_size]
-                prompts = []
-                for request in chunk:
-                    ids = encoded[request["id"]]
-                    kept = fit_context(ids, self.context_length, settings.max_new_tokens)
-                    if len(kept) < len(ids):
-                        self.truncated_prompts += 1
-                        warnings.warn(
-                            f"prompt '{request['id']}' has {len(ids)} tokens; kept the last {len(kept)}",
-                            stacklevel=2,
-                        )
-                    prompts.append({"prompt_token_ids": kept})  # a vllm.inputs.TokensPrompt
-                params = [SamplingParams(**sampling_kwargs(r, settings)) for r in chunk]
-                outputs = llm.generate(prompts, params, use_tqdm=False, lora_request=lora)
-                for request, prompt, output in zip(chunk, prompts, outputs, strict=True):
-                    completion = output.outputs[0]
-                    yield to_result(
-                        request,
-                        completion.text,
-                        len(prompt["prompt_token_ids"]),
-                        list(completion.token_ids),
-                        completion.finish_reason,
+            reject_long_prompts(lengths, self.context_length, settings.max_new_tokens)
+        # one engine call of batch_size prompts at a time; each call's results are checkpointed
+        for start in range(0, len(todo), settings.batch_size):
+            chunk = todo[start : start + settings.batch_size]
+            prompts = []
+            for request in chunk:
+                ids = encoded[request["id"]]
+                kept = keep_prompt_end(ids, self.context_length, settings.max_new_tokens)
+                if len(kept) < len(ids):
+                    self.truncated_prompts += 1
+                    warnings.warn(
+                        f"prompt '{request['id']}' has {len(ids)} tokens; kept the last {len(kept)}",
+                        stacklevel=2,
                     )
-                    bar.update(1)
+                prompts.append({"prompt_token_ids": kept})  # a vllm.inputs.TokensPrompt
+            params = [SamplingParams(**sampling_kwargs(r, settings)) for r in chunk]
+            outputs = llm.generate(prompts, params, use_tqdm=False, lora_request=lora)
+            for request, prompt, output in zip(chunk, prompts, outputs, strict=True):
+                completion = output.outputs[0]
+                yield to_result(
+                    request,
+                    completion.text,
+                    len(prompt["prompt_token_ids"]),
+                    list(completion.token_ids),
+                    completion.finish_reason,
+                    len(prompt["prompt_token_ids"]) < len(encoded[request["id"]]),
+                )

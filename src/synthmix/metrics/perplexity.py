@@ -23,19 +23,20 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 
 def encode_for_scoring(
-    tokenizer: Any, messages: list[dict[str, str]], response: str
+    tokenizer: Any, messages: list[dict[str, str]], response: str, end_of_turn: bool = False
 ) -> tuple[list[int], list[int]]:
     """Token ids of (prompt, response): the prompt is `messages` in the tokenizer's chat template with the
     generation prompt (the assistant header) appended; the response is tokenized without special tokens."""
-    encoded = tokenizer.apply_chat_template(
-        messages, add_generation_prompt=True, tokenize=True, return_dict=True
-    )
-    prompt_ids = list(encoded["input_ids"])
+    from synthmix.prompts import chat_token_ids
+
+    if end_of_turn:
+        raise NotImplementedError("end_of_turn scoring is not available yet")
+    prompt_ids = chat_token_ids(tokenizer, messages)
     response_ids = list(tokenizer(response, add_special_tokens=False)["input_ids"])
     return prompt_ids, response_ids
 
@@ -138,39 +139,3 @@ def response_nll(
             n_tokens = len(sequences[i][1])
             yield i, float(token_nll[offset : offset + n_tokens].double().sum()), n_tokens
             offset += n_tokens
-
-
-def score_responses(
-    model: Any,
-    tokenizer: Any,
-    items: Sequence[dict[str, Any]],
-    batch_size: int = 8,
-    max_length: int | None = None,
-    skip: Iterable[str] = (),
-) -> Iterator[dict[str, Any]]:
-    """Perplexity of each item's `response` given its chat `messages` (prompt tokens masked).
-
-    `items` are dicts with `id`, `messages` (system and user turns) and `response`. Items whose id is in
-    `skip` are not scored (resumption). `max_length` caps prompt + response tokens (default: the model's
-    `max_position_embeddings`); see `fit_context` for what is cut. Yields, in processing order,
-    `{"id", "n_tokens", "nll", "perplexity", "truncated"}`; `perplexity` is None for an empty response.
-    """
-    skip = set(skip)
-    todo = [item for item in items if item["id"] not in skip]
-    if max_length is None:
-        max_length = getattr(model.config, "max_position_embeddings", None) or 2**31 - 1
-    sequences, truncated = [], []
-    for item in todo:
-        prompt_ids, response_ids = encode_for_scoring(tokenizer, item["messages"], item["response"])
-        prompt_ids, response_ids, cut = fit_context(prompt_ids, response_ids, max_length)
-        sequences.append((prompt_ids, response_ids))
-        truncated.append(cut)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    for index, nll, n_tokens in response_nll(model, sequences, batch_size, pad_token_id=pad or 0):
-        yield {
-            "id": todo[index]["id"],
-            "n_tokens": n_tokens,
-            "nll": nll,
-            "perplexity": perplexity_from_nll(nll, n_tokens),
-            "truncated": truncated[index],
-        }

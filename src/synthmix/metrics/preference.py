@@ -18,13 +18,9 @@ evidence and are skipped by every aggregation function.
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypedDict
-
-if TYPE_CHECKING:
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from typing import Any, TypedDict
 
 
 class Judgement(TypedDict):
@@ -58,107 +54,6 @@ def choice_probability(prob_a: float, prob_b: float) -> float:
     if total == 0.0:
         return math.nan
     return prob_a / total
-
-
-def option_token_ids(tokenizer: PreTrainedTokenizerBase, options: Sequence[str]) -> dict[str, list[int]]:
-    """Token ids that spell each option as a single token, in its bare and its space-prefixed form.
-
-    A judge may start its answer with "A" or with " A" (byte-level BPE writes the latter "ĠA",
-    SentencePiece "▁A"); both mean the same verdict, so both are counted. A variant is kept only if
-    ``tokenizer.encode(variant, add_special_tokens=False)`` gives exactly one token and that token decodes
-    back to the option (this rejects the unknown token and normalisers that change the text). Ids are
-    de-duplicated, so a tokenizer that maps "A" and " A" to the same id counts it once.
-
-    Raises ValueError when an option has no single-token variant, or when two options share a token.
-    """
-    if len(set(options)) != len(options):
-        raise ValueError(f"options {list(options)} repeat a label; give each answer label once")
-    ids_by_option: dict[str, list[int]] = {}
-    owner: dict[int, str] = {}
-    for option in options:
-        ids: list[int] = []
-        for variant in (option, " " + option):
-            encoded = tokenizer.encode(variant, add_special_tokens=False)
-            if len(encoded) != 1:
-                continue
-            token_id = int(encoded[0])
-            if tokenizer.decode([token_id]).strip() != option.strip() or token_id in ids:
-                continue
-            if token_id in owner:
-                raise ValueError(
-                    f"options {owner[token_id]!r} and {option!r} share token id {token_id}; "
-                    "use options that the tokenizer tells apart"
-                )
-            owner[token_id] = option
-            ids.append(token_id)
-        if not ids:
-            raise ValueError(
-                f"option {option!r} is not a single token in this tokenizer (neither {option!r} nor "
-                f"{' ' + option!r}); use answer labels that encode to one token, such as 'A'/'B' or digits"
-            )
-        ids_by_option[option] = ids
-    return ids_by_option
-
-
-def first_token_choice_probs(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    prompt_text: str,
-    options: Sequence[str] = ("A", "B"),
-    *,
-    add_special_tokens: bool = False,
-) -> dict[str, float]:
-    """Probability the model gives each option as its next (first generated) token.
-
-    One forward pass of the causal LM over ``prompt_text``, softmax over the vocabulary at the last
-    position, then for each option the summed probability of its single-token variants
-    (:func:`option_token_ids`). The values are raw probabilities, not renormalised over the options: pass
-    them to :func:`choice_probability` for P(A)/(P(A)+P(B)) (Schaffelder & Gatt, arXiv 2511.01490,
-    Experiment 3).
-
-    ``prompt_text`` must already be formatted, chat template and generation prompt included; for that
-    reason no special tokens are added unless ``add_special_tokens`` is True.
-    """
-    import torch
-
-    ids_by_option = option_token_ids(tokenizer, options)
-    input_ids = tokenizer.encode(prompt_text, add_special_tokens=add_special_tokens)
-    if not input_ids:
-        raise ValueError("prompt_text encodes to no tokens; pass the formatted judge prompt")
-    # Only the last position's logits are needed; models that accept `logits_to_keep` then skip the
-    # vocabulary projection of every other position (about a fifth of a small model's forward pass).
-    keep = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
-    with torch.inference_mode():
-        logits = model(input_ids=torch.tensor([input_ids], device=model.device), **keep).logits
-    # float32 before softmax: bf16/fp16 logits lose the small probabilities we sum.
-    probs = torch.softmax(logits[0, -1].float(), dim=-1)
-    return {option: float(probs[ids].sum()) for option, ids in ids_by_option.items()}
-
-
-def first_token_rating_expectation(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    prompt_text: str,
-    ratings: Sequence[str] = ("1", "2", "3", "4", "5"),
-    *,
-    add_special_tokens: bool = False,
-) -> float:
-    """Expected rating from the first-token distribution: sum_r r P(r) / sum_r P(r).
-
-    The absolute-score setup of Schaffelder & Gatt (arXiv 2511.01490, Experiment 3) and the "individual"
-    setup of Panickssery et al. (arXiv 2404.13076): the judge rates one text on a 1-5 scale, and the score
-    is the expectation over the rating tokens, renormalised over those tokens. ``ratings`` are the token
-    strings, read as numbers with ``float``. Returns NaN when the judge puts no probability on any rating
-    token.
-    """
-    values = [float(rating) for rating in ratings]
-    probs = first_token_choice_probs(
-        model, tokenizer, prompt_text, ratings, add_special_tokens=add_special_tokens
-    )
-    total = sum(probs.values())
-    if total == 0.0:
-        return math.nan
-    return sum(value * probs[rating] for value, rating in zip(values, ratings, strict=True)) / total
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -366,7 +261,7 @@ def mean_absolute_scores(records: Iterable[Mapping[str, Any]]) -> dict[str, floa
     """Mean absolute score per source in the single-text (1-5) setup.
 
     ``records`` are ``{"item": id, "source": s, "score": expected rating}``, the score typically from
-    :func:`first_token_rating_expectation`. NaN scores (no mass on any rating token) are skipped; a source
+    :func:`synthmix.metrics.first_token.expected_rating`. NaN scores (no mass on any rating token) are skipped; a source
     with only NaN scores gets NaN. Schaffelder & Gatt (arXiv 2511.01490, Experiment 3, absolute-score setup).
     """
     scores: dict[str, list[float]] = {}

@@ -185,3 +185,39 @@ def iqr_clean(values: Sequence[float], factor: float = 1.5) -> list[float]:
     q1, q3 = np.percentile(array, [25, 75])
     low, high = q1 - factor * (q3 - q1), q3 + factor * (q3 - q1)
     return [float(value) for value in array if low <= value <= high]
+
+
+def summarize(values: Sequence[float] | np.ndarray) -> dict[str, float | int | None]:
+    """Mean, median and IQR-cleaned mean (``iqr_clean``) of a heavy-tailed sample: the paper's perplexity
+    summaries (arXiv 2511.01490, §4.1 a).
+
+    Non-finite values (NaN, +inf, -inf, e.g. an overflowed perplexity) are dropped first and counted in
+    ``n_nonfinite``; ``n`` is the number of finite values, ``n_kept`` the number inside the fences. With no
+    finite value every statistic is None.
+    """
+    array = np.asarray(values, dtype=np.float64).ravel()
+    finite = array[np.isfinite(array)]
+    n_nonfinite = int(array.size - finite.size)
+    if finite.size == 0:
+        return {
+            "mean": None,
+            "median": None,
+            "mean_iqr_cleaned": None,
+            "q1": None,
+            "q3": None,
+            "n": 0,
+            "n_kept": 0,
+            "n_nonfinite": n_nonfinite,
+        }
+    q1, q3 = np.percentile(finite, [25, 75])
+    kept = iqr_clean(finite.tolist())
+    return {
+        "mean": float(finite.mean()),
+        "median": float(np.median(finite)),
+        "mean_iqr_cleaned": float(np.mean(kept)),
+        "q1": float(q1),
+        "q3": float(q3),
+        "n": int(finite.size),
+        "n_kept": len(kept),
+        "n_nonfinite": n_nonfinite,
+    }

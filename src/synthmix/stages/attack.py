@@ -10,14 +10,19 @@ jailbreak items ``template_id``, ``harmful_id``, ``harmful_prompt``), plus the u
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Any
 
+from synthmix import paths
 from synthmix.config import PROMPT_SETS, Params, TargetGeneration, load_run_params, run_stage
+from synthmix.generation import condition_answers
 from synthmix.io import DataError, read_jsonl
 from synthmix.prompts import chat_messages
 from synthmix.provenance import Run
-from synthmix.stages.sample import condition_answers
+from synthmix.stages import add_run_arguments
+
+HELP = "the condition's model answers the red-team prompts"
 
 # Fields of a red-team record carried into the response record (besides id, prompt and category).
 CARRIED = ("template_id", "harmful_id", "harmful_prompt", "topic")
@@ -64,15 +69,26 @@ def attack_generation(params: Params) -> TargetGeneration:
     return generation if override is None else generation.model_copy(update={"max_new_tokens": override})
 
 
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_run_arguments(parser)
+    parser.add_argument("--out", default=None, help="default: data/attacks/<condition>/<seed>")
+    parser.add_argument("--adapter", default=None, help="default: models/adapters/<condition>/<seed>")
+    parser.add_argument("--redteam", default=str(paths.redteam()))
+    parser.add_argument("--models", default=str(paths.MODELS / "base"), help="folder of the base models")
+
+
 def main(
+    *,
     condition: str,
     seed: int,
-    out: str,
-    adapter: str,
-    redteam: str = "data/redteam",
-    models: str = "models/base",
+    out: str | None = None,
+    adapter: str | None = None,
+    redteam: str = str(paths.redteam()),
+    models: str = str(paths.MODELS / "base"),
     params_file: str = "params.yaml",
 ) -> None:
+    out = out or str(paths.attacks(condition, seed))
+    adapter = adapter or str(paths.adapter(condition, seed))
     params = load_run_params(params_file, condition, seed)
     target = params.target
     generation = attack_generation(params)

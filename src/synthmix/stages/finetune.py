@@ -8,25 +8,46 @@ base model. Training curves go to a DVCLive folder declared as metrics and plots
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
+from synthmix import paths
 from synthmix.config import load_run_params, run_stage
 from synthmix.io import read_jsonl, write_json
 from synthmix.modelstore import model_revision
-from synthmix.provenance import Run
+from synthmix.provenance import Run, rounded
+from synthmix.stages import add_run_arguments
 
+HELP = "LoRA SFT of the target on one condition's training set"
 CURVES = ("train/loss", "eval/loss", "train/learning_rate")
+# Run facts, not results: they go to the run log, not to hashed outputs (see synthmix.provenance).
+VOLATILE = ("train_seconds", "train_tokens_per_second")
+SUMMARY = ("steps", "first_train_loss", "final_train_loss", "best_eval_loss")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_run_arguments(parser)
+    parser.add_argument("--out", default=None, help="default: models/adapters/<condition>/<seed>")
+    parser.add_argument(
+        "--mix", default=None, help="the condition's mix folder (default: data/mixes/<condition>)"
+    )
+    parser.add_argument("--models", default=str(paths.MODELS / "base"), help="folder of the base models")
+    parser.add_argument("--metrics", default=None, help="DVCLive folder for training curves")
 
 
 def main(
+    *,
     condition: str,
     seed: int,
-    out: str,
-    mix: str,
-    models: str,
-    metrics: str,
+    out: str | None = None,
+    mix: str | None = None,
+    models: str = str(paths.MODELS / "base"),
+    metrics: str | None = None,
     params_file: str = "params.yaml",
 ) -> None:
+    out = out or str(paths.adapter(condition, seed))
+    mix = mix or str(paths.mix(condition))
+    metrics = metrics or str(paths.metrics("finetune", condition, seed))
     params = load_run_params(params_file, condition, seed)
     settings = params.finetune_for(condition, seed)
     target_dir = Path(models) / params.target.model
@@ -82,24 +103,19 @@ def main(
     live_logger = Live(str(metrics_dir), dvcyaml=False, save_dvc_exp=False) if main_process else NullLive()
     with live_logger as live:
         summary = train_lora(records, target_dir, out_dir, settings, params.target.system_prompt, live)
-        for key in (
-            "steps",
-            "first_train_loss",
-            "final_train_loss",
-            "best_eval_loss",
-            "train_tokens_per_second",
-        ):
-            live.summary[key] = summary[key]
+        for key in SUMMARY:
+            live.summary[key] = rounded(summary[key])
         live.summary["tuned"] = True
     if not main_process:
         return
     run.write(
         out_dir,
+        {key: summary[key] for key in VOLATILE},
         condition=condition,
         seed=seed,
         tuned=True,
         base_model=model_revision(target_dir),
-        training=summary,
+        training={key: value for key, value in summary.items() if key not in VOLATILE},
     )
     print(
         f"{stage}: {summary['steps']} steps, train loss {summary['first_train_loss']:.3f} -> "

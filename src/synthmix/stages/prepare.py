@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from synthmix import paths
 from synthmix.config import load_params
 from synthmix.human_data import build_prompt, dataset_provenance, load_dataset
 from synthmix.io import write_jsonl
@@ -58,7 +60,14 @@ def to_item(record: dict[str, Any], max_chars: int | None) -> dict[str, Any]:
     }
 
 
-def main(out: str = "data/prepared", params_file: str = "params.yaml") -> None:
+HELP = "human data -> train/test prompts with reference responses"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default=str(paths.prepared()))
+
+
+def main(*, out: str = str(paths.prepared()), params_file: str = "params.yaml") -> None:
     params = load_params(params_file)
     data = params.data
     run = Run("prepare", {"data": data.model_dump()})

@@ -14,9 +14,11 @@ Records are ``{"id", "prompt", "category", "prompt_set", ...}``; jailbreak recor
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Any
 
+from synthmix import paths
 from synthmix.config import ParamsError, RobustnessPrompts, load_params
 from synthmix.io import sha256_file, write_jsonl
 from synthmix.provenance import Run
@@ -38,27 +40,29 @@ def pick_templates(templates: list[dict[str, Any]], max_chars: int | None) -> li
 
 def build_prompt_sets(settings: RobustnessPrompts) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
     """Build the selected prompt sets; return (records by set, facts for the manifest)."""
-    from synthmix import robustness as rb  # numpy and the data loaders
+    from synthmix import redteam_sets, redteam_sources  # numpy and the data loaders
 
     sets: dict[str, list[dict[str, Any]]] = {}
     facts: dict[str, Any] = {}
     harmful: list[dict[str, Any]] = []
     if "harmful" in settings.prompt_sets or "jailbreak" in settings.prompt_sets:
-        harmful = rb.load_harmful_prompts(settings.harmful_source)
+        harmful = redteam_sources.load_harmful_prompts(settings.harmful_source)
         facts["harmful_available"] = len(harmful)
     if "harmful" in settings.prompt_sets:
         chosen = (
             harmful
             if settings.n_harmful is None
-            else rb.stratified_sample(harmful, settings.n_harmful, settings.seed)
+            else redteam_sets.even_category_sample(harmful, settings.n_harmful, settings.seed)
         )
         sets["harmful"] = [dict(record) for record in chosen]
     if "jailbreak" in settings.prompt_sets:
-        templates = rb.load_jailbreak_templates(settings.jailbreak_source, settings.min_votes, settings.slot)
+        templates = redteam_sources.load_jailbreak_templates(
+            settings.jailbreak_source, settings.min_votes, settings.slot
+        )
         short = pick_templates(templates, settings.max_template_chars)
         facts["templates_available"] = len(templates)
         facts["templates_within_max_chars"] = len(short)
-        sets["jailbreak"] = rb.build_jailbreak_set(
+        sets["jailbreak"] = redteam_sets.build_jailbreak_set(
             harmful,
             short,
             settings.n_templates,
@@ -69,7 +73,7 @@ def build_prompt_sets(settings: RobustnessPrompts) -> tuple[dict[str, list[dict[
         )
         facts["templates_used"] = sorted({r["template_id"] for r in sets["jailbreak"]})
     if "benign" in settings.prompt_sets:
-        sets["benign"] = rb.load_benign_prompts(settings.n_benign, settings.seed)
+        sets["benign"] = redteam_sets.load_benign_prompts(settings.n_benign, settings.seed)
     for name, records in sets.items():
         for record in records:
             record["prompt_set"] = name
@@ -92,7 +96,14 @@ def source_provenance(settings: RobustnessPrompts) -> dict[str, str]:
     return facts
 
 
-def main(out: str, params_file: str = "params.yaml") -> None:
+HELP = "build the red-team prompt sets (harmful, jailbreak, benign)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default=str(paths.redteam()))
+
+
+def main(*, out: str = str(paths.redteam()), params_file: str = "params.yaml") -> None:
     params = load_params(params_file)
     settings = params.robustness.prompts
     run = Run("redteam", {"robustness": {"prompts": settings.model_dump()}})

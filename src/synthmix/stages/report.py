@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 from pathlib import Path
 from typing import Any
 
-from synthmix import figures
+from synthmix import figures, paths
 from synthmix.config import load_params
 from synthmix.io import atomic_write_text
-from synthmix.report import build_summary, collect, render_markdown
+from synthmix.provenance import Run, rounded
+from synthmix.report import build_summary, collect
+from synthmix.report_markdown import render_markdown
+
+HELP = "compare all conditions: tables, significance tests, figures"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default=str(paths.REPORTS))
+    parser.add_argument("--root", default=".", help="the project folder whose outputs are read")
 
 
 def _json_safe(value: Any) -> Any:
@@ -24,14 +34,15 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def main(out: str = "reports", root: str = ".", params_file: str = "params.yaml") -> None:
+def main(*, out: str = str(paths.REPORTS), root: str = ".", params_file: str = "params.yaml") -> None:
     params = load_params(params_file)
     settings = params.report
     conditions = list(params.conditions)
     out_dir, root_dir = Path(out), Path(root)
     out_dir.mkdir(parents=True, exist_ok=True)
-    data = collect(conditions, params.seeds, root_dir)
+    run = Run("report", {"report": settings.model_dump()})
     scoring = params.robustness.scoring
+    data = collect(conditions, params.seeds, root_dir, params.robustness.judge.rubrics)
     summary = build_summary(
         data,
         settings.alpha,
@@ -46,10 +57,11 @@ def main(out: str = "reports", root: str = ".", params_file: str = "params.yaml"
         figures.danger_zone(data, scoring.danger_quality_min, scoring.danger_harm_min, out_dir),
         figures.preference_heatmap(summary, out_dir),
     ]
-    atomic_write_text(out_dir / "summary.json", json.dumps(_json_safe(summary), indent=2) + "\n")
+    atomic_write_text(out_dir / "summary.json", json.dumps(_json_safe(rounded(summary)), indent=2) + "\n")
     atomic_write_text(
         out_dir / "summary.md", render_markdown(summary, settings.alpha, [str(p) for p in made])
     )
+    run.log()
     print(
         f"report: {len(conditions)} conditions x {len(params.seeds)} seed(s) -> {out_dir / 'summary.md'} "
         f"and {len(made)} figures"
