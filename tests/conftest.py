@@ -15,6 +15,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 sys.path.insert(0, str(Path(__file__).parent))
 
+from helpers import tiny_params  # noqa: E402
 from tinymodel import build_tiny_model  # noqa: E402
 
 
@@ -54,46 +55,21 @@ def smollm2_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def tiny_params(tiny_raw_model: Path) -> dict:
-    """A params dict for a fast pipeline on two tiny random models (same shape as params.yaml)."""
-    generation = {"temperature": 0.7, "top_p": 0.9, "max_new_tokens": 8, "batch_size": 4, "seed": 42}
-    return {
-        "seeds": [42],
-        "models": {"tiny-a": {"path": str(tiny_raw_model)}, "tiny-b": {"path": str(tiny_raw_model)}},
-        "data": {
-            "dataset": "pydoc",
-            "max_train_prompts": 16,
-            "max_test_prompts": 6,
-            "max_response_chars": 200,
-        },
-        "sources": {
-            "alpha": {"model": "tiny-a", "generation": generation},
-            "beta": {"model": "tiny-b", "prompt_format": "fewshot", "generation": generation},
-        },
-        # the target samples with each run seed (`seeds`), so its generation settings name none
-        "target": {"model": "tiny-a", "own_source": "alpha", "generation": {**generation, "seed": None}},
-        "conditions": {
-            "vanilla": {"mix": {}},
-            "human": {"mix": {"human": 1.0}},
-            "single": {"mix": {"alpha": 1.0}},
-            "multi": {"mix": {"alpha": 0.5, "beta": 0.5}},
-        },
-        "mix": {"size": 12, "seed": 42},
-        "finetune": {
-            "lora_r": 4,
-            "lora_alpha": 8,
-            "target_modules": ["q_proj", "v_proj"],
-            "learning_rate": 5e-3,
-            "num_epochs": 1,
-            "batch_size": 4,
-            "gradient_accumulation_steps": 1,
-            "eval_steps": 2,
-            "validation_fraction": 0.2,
-            "max_length": 128,
-        },
-    }
-
-
 @pytest.fixture
 def tiny_params_dict(tiny_raw_model: Path) -> dict:
     return tiny_params(tiny_raw_model)
+
+
+@pytest.fixture(scope="session")
+def study(tmp_path_factory: pytest.TempPathFactory, tiny_raw_model: Path):
+    """The whole tiny pipeline (every stage) reproduced once per session in its own git + DVC project."""
+    from dvcproject import build_study
+
+    return build_study(tmp_path_factory.mktemp("study"), tiny_raw_model)
+
+
+@pytest.fixture(scope="session")
+def shared_dvc_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One DVC cache (and run-cache) for the tiny projects that run the same stages with the same params, so
+    the first pays for a stage and the others restore it."""
+    return tmp_path_factory.mktemp("dvc-cache")

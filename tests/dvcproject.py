@@ -13,7 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import yaml
@@ -99,9 +99,15 @@ def cut_pipeline(stages: Sequence[str] | None) -> dict:
 
 
 def make_project(
-    work: Path, params: dict, env: dict[str, str], stages: Sequence[str] | None = None, message: str = "tiny"
+    work: Path,
+    params: dict,
+    env: dict[str, str],
+    stages: Sequence[str] | None = None,
+    message: str = "tiny",
+    cache: Path | None = None,
 ) -> Path:
-    """Lay out the tiny project in `work` (a new folder), `git init` + `dvc init` it and commit; return it."""
+    """Lay out the tiny project in `work` (a new folder), `git init` + `dvc init` it and commit; return it.
+    `cache`: a DVC cache folder shared with other projects (set in .dvc/config.local, not committed)."""
     work.mkdir(parents=True)
     shutil.copytree(REPO / "src", work / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     for name in (".gitignore", ".dvcignore", "pyproject.toml"):
@@ -115,6 +121,112 @@ def make_project(
     run("git", "init", "-q", "-b", "main")
     run("dvc", "init", "-q")
     shutil.copy(REPO / ".dvc" / "config", work / ".dvc" / "config")  # the committed default remote
+    if cache is not None:
+        run(sys.executable, "-m", "dvc", "cache", "dir", "--local", str(cache))
     run("git", "add", "-A")
     run("git", "commit", "-q", "-m", message)
     return work
+
+
+def mix_study_params(raw_model: Path) -> dict:
+    """params.yaml's names (models, sources, conditions) on tiny random models, every key written out."""
+    from helpers import tiny_params
+
+    params = tiny_params(raw_model)
+    generation = params["sources"]["alpha"]["generation"]
+    params["models"] = {name: {"path": str(raw_model)} for name in ("smollm2-135m", "gemma3-270m")}
+    params["sources"] = {
+        "smollm2": {"model": "smollm2-135m", "generation": generation},
+        "gemma3": {"model": "gemma3-270m", "prompt_format": "fewshot", "generation": generation},
+    }
+    params["target"] = {**params["target"], "model": "smollm2-135m", "own_source": "smollm2"}
+    params["conditions"] = {
+        "vanilla": {"mix": {}},
+        "human": {"mix": {"human": 1.0}},
+        "single": {"mix": {"smollm2": 1.0}},
+        "multi": {"mix": {"smollm2": 0.5, "gemma3": 0.5}},
+    }
+    params["collapse"] = {"embedding_model": None, "vocabulary_growth_every": 10}
+    params["preference"] = {"n_items": 2}  # 2 items x 3 candidates: 12 pairwise + 6 absolute judgements
+    return written_out(params)
+
+
+# ---- the tiny study: every stage, one source, one tuned condition ----
+
+STUDY_STAGES = (
+    "models", "prepare", "generate", "mix", "finetune", "sample", "perplexity", "collapse", "data_diversity",
+    "redteam", "attack", "judge", "robustness", "candidates", "preference", "preference_metrics", "report",
+)  # fmt: skip
+
+
+def tiny_study(raw_model: Path) -> dict:
+    """params for the whole pipeline on the tiny random model: one model, one source, one tuned condition,
+    tiny evaluation sizes, no embedding model; every key written out."""
+    from helpers import robustness_params, tiny_params
+
+    params = tiny_params(raw_model)
+    params["models"] = {"tiny-a": params["models"]["tiny-a"]}
+    params["sources"] = {"alpha": params["sources"]["alpha"]}
+    params["conditions"] = {"single": params["conditions"]["single"]}
+    params["data"].update(max_train_prompts=12, max_test_prompts=4)
+    params["mix"]["size"] = 8
+    params["collapse"] = {"embedding_model": None}
+    params["robustness"] = robustness_params("tiny-a")
+    params["preference"] = {"n_items": 2}
+    params["report"] = {"bootstrap_resamples": 100}
+    return written_out(params)
+
+
+class Study:
+    """The tiny study as its own git + DVC project, reproduced once (`first_run` is what `dvc repro` printed)
+    and committed. Tests that change it put it back (`restore`)."""
+
+    def __init__(self, root: Path, env: dict[str, str], params: dict, scratch: Path):
+        self.root, self.env, self.params, self.scratch = root, env, params, scratch
+        self.first_run = ""
+
+    def run(self, *args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            args, cwd=self.root, env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(
+                f"{' '.join(args)} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+            )
+        return done
+
+    def dvc(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.run(sys.executable, "-m", "dvc", *args, check=check)
+
+    def stale(self) -> set[str]:
+        """The stages `dvc status` reports as changed."""
+        return set(json.loads(self.dvc("status", "--json").stdout or "{}"))
+
+    def edit_params(self, change: Callable[[dict], None]) -> None:
+        path = self.root / "params.yaml"
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        change(data)
+        path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+    def restore(self) -> None:
+        """Back to the committed params, lock and outputs."""
+        self.run("git", "checkout", "-q", "--", "params.yaml", "dvc.lock")
+        self.dvc("checkout", "-q")
+
+
+def build_study(work: Path, raw_model: Path) -> Study:
+    env = clean_env(work / "home")
+    scratch = work / "tmp"
+    scratch.mkdir(parents=True)
+    env.update(
+        PYTHONPATH=str(work / "project" / "src"),  # stage commands import the copy
+        PYTHONDONTWRITEBYTECODE="1",  # no __pycache__ in the copied src: every new file is the pipeline's
+        TMPDIR=str(scratch),  # Trainer checkpoints go here, and must be cleaned up
+    )
+    params = tiny_study(raw_model)
+    root = make_project(work / "project", params, env, stages=STUDY_STAGES)
+    study = Study(root, env, params, scratch)
+    study.first_run = study.dvc("repro").stdout
+    study.run("git", "add", "-A")
+    study.run("git", "commit", "-q", "-m", "first run")
+    return study

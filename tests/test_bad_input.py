@@ -117,7 +117,7 @@ def dump(path: Path, data: dict) -> Path:
 def project(tmp_path: Path, tiny_model: Path, tiny_params_dict: dict) -> dict:
     """params.yaml, prepared prompts, models/base/tiny-a (tiny-b not materialised), the adapter manifest of
     run vanilla-42 (models/adapters/vanilla/42, as finetune@vanilla-42 writes it)."""
-    from test_generate import make_prepared
+    from helpers import make_prepared
 
     params = json.loads(json.dumps(tiny_params_dict))  # break the shared `generation` dict
     models = tmp_path / "models" / "base"

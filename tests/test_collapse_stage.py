@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import tiny_params
+from helpers import tiny_params
 
 from synthmix import paths
 from synthmix.io import DataError, read_json, read_jsonl, write_json, write_jsonl

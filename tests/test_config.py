@@ -207,7 +207,30 @@ REJECTED = {
         "seeds",
         ["at least 1 item"],
     ),
+    "negative seed (stage names would read multi--1)": (
+        _set("seeds", [-1]),
+        "seeds.0",
+        ["greater than or equal to 0"],
+    ),
 }
+
+
+def _rename(section: str, old: str, new: str):
+    def mutate(data: dict) -> None:
+        data[section][new] = data[section].pop(old)
+
+    return mutate
+
+
+# names become folders (data/mixes/<condition>) and DVC stage names (finetune@<condition>-42)
+NAME_RULE = "names become folder and stage names"
+for _section, _old in (("conditions", "multi"), ("sources", "beta"), ("models", "tiny-b")):
+    for _bad in ("../evil", "x/y", "a b", ".hidden", "-dash", "a@b", "c:d", ""):
+        REJECTED[f"{_section} name {_bad!r}"] = (
+            _rename(_section, _old, _bad),
+            f"{_section}.{_bad}",
+            [NAME_RULE],
+        )
 
 
 @pytest.mark.parametrize("case", list(REJECTED))

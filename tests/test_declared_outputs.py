@@ -13,38 +13,14 @@ temporary folder; that must be empty of synthmix's scratch folders afterwards to
 from __future__ import annotations
 
 import itertools
-import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from dvcproject import clean_env, make_project, ran_stages, written_out
+from dvcproject import ran_stages
 
-pytestmark = pytest.mark.slow
-
-STAGES = (
-    "models", "prepare", "generate", "mix", "finetune", "sample", "perplexity", "collapse", "data_diversity",
-    "redteam", "attack", "judge", "robustness", "candidates", "preference", "preference_metrics", "report",
-)  # fmt: skip
-
-
-def tiny_study(tiny: dict) -> dict:
-    """One model, one source, one tuned condition, tiny evaluation sizes, no embedding model."""
-    from test_robustness_stages import robustness_params
-
-    params = json.loads(json.dumps(tiny))
-    params["models"] = {"tiny-a": params["models"]["tiny-a"]}
-    params["sources"] = {"alpha": params["sources"]["alpha"]}
-    params["conditions"] = {"single": params["conditions"]["single"]}
-    params["data"].update(max_train_prompts=12, max_test_prompts=4)
-    params["mix"]["size"] = 8
-    params["collapse"] = {"embedding_model": None}
-    params["robustness"] = robustness_params("tiny-a")
-    params["preference"] = {"n_items": 2}
-    params["report"] = {"bootstrap_resamples": 100}
-    return written_out(params)
+pytestmark = [pytest.mark.slow, pytest.mark.dvc]
 
 
 def lock_outputs(root: Path) -> dict[str, list[str]]:
@@ -84,27 +60,12 @@ def declared_outputs(root: Path, params: dict) -> set[str]:
     return paths
 
 
-def test_repro_leaves_only_declared_outputs(
-    tmp_path: Path, tiny_raw_model: Path, tiny_params_dict: dict
-) -> None:
-    env = clean_env(tmp_path / "home")
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
-    env.update(
-        PYTHONPATH=str(tmp_path / "project" / "src"),  # stage commands import the copy
-        PYTHONDONTWRITEBYTECODE="1",  # no __pycache__ in the copied src: every new file is the pipeline's
-        TMPDIR=str(scratch),
-    )
-    params = tiny_study(tiny_params_dict)
-    root = make_project(tmp_path / "project", params, env, stages=STAGES)
-    tracked = set(subprocess.run(["git", "ls-files"], cwd=root, env=env, capture_output=True, text=True,
-                                 check=True).stdout.split())  # fmt: skip
-
-    done = subprocess.run(
-        [sys.executable, "-m", "dvc", "repro"], cwd=root, env=env, capture_output=True, text=True, timeout=900
-    )
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    assert "report" in ran_stages(done.stdout)
+def test_repro_leaves_only_declared_outputs(study) -> None:
+    root, params, env, scratch = study.root, study.params, study.env, study.scratch
+    # the inputs: what git tracked before the first run (the study commits its results after it)
+    tracked = set(subprocess.run(["git", "ls-tree", "-r", "--name-only", "HEAD~1"], cwd=root, env=env,
+                                 capture_output=True, text=True, check=True).stdout.split())  # fmt: skip
+    assert "report" in ran_stages(study.first_run)
 
     declared = declared_outputs(root, params)
     recorded = lock_outputs(root)
@@ -146,6 +107,6 @@ def test_repro_leaves_only_declared_outputs(
     work = root / ".synthmix"
     assert not [p for p in work.rglob("*") if p.is_file() and "runs" not in p.relative_to(work).parts[:1]]
     logged = {p.name.removesuffix(".jsonl") for p in (work / "runs").iterdir()}
-    assert set(ran_stages(done.stdout)) <= logged
+    assert set(ran_stages(study.first_run)) <= logged
     leftovers = sorted(p.name for p in scratch.iterdir() if p.name.startswith(("synthmix", ".synthmix")))
     assert not leftovers, f"scratch folders left in the temporary folder: {leftovers}"

@@ -69,7 +69,7 @@ def write_params(path: Path, params: dict) -> Path:
 @pytest.fixture
 def sample_project(tmp_path: Path, tiny_model: Path, tiny_params_dict: dict) -> dict:
     """params (target answers one prompt per batch), prepared prompts, models/base/tiny-a, untuned vanilla."""
-    from test_generate import make_prepared
+    from helpers import make_prepared
 
     params = json.loads(json.dumps(tiny_params_dict))
     params["target"]["generation"].update(batch_size=1, max_new_tokens=24)
@@ -249,7 +249,7 @@ def test_full_disk_keeps_finished_records_and_a_rerun_completes(
     sample_project: dict, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     p = sample_project
-    from test_generate import make_prepared
+    from helpers import make_prepared
 
     make_prepared(p["prepared"], n_train=2, n_test=5)
     out = p["root"] / "data" / "samples" / "vanilla" / str(SEED)

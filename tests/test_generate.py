@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import make_prepared
 
 from synthmix import generation, paths
 from synthmix.config import Generation, ParamsError
-from synthmix.io import read_json, read_jsonl, write_jsonl
+from synthmix.io import read_json, read_jsonl
 from synthmix.prompts import chat_messages
 from synthmix.provenance import last_runs
 from synthmix.stages import generate
@@ -26,25 +27,6 @@ RECORD_KEYS = {
     "id", "prompt_id", "split", "category", "source", "model", "response", "n_prompt_tokens", "n_tokens",
     "finish_reason", "prompt_truncated", "model_revision", "backend", "sampling", "seed",
 }  # fmt: skip
-
-
-def make_prepared(folder: Path, n_train: int, n_test: int) -> Path:
-    """data/prepared as the prepare stage writes it, from the first CPython docs topics."""
-    from pydoc_data.topics import topics
-
-    names = sorted(topics)
-    items = [
-        {
-            "id": f"q{i:03d}",
-            "prompt": f"Explain {name} in Python.",
-            "response": topics[name][:80],
-            "category": c,
-        }
-        for i, (name, c) in enumerate(zip(names, ["language", "library"] * 200, strict=False))
-    ]
-    write_jsonl(folder / "train.jsonl", items[:n_train])
-    write_jsonl(folder / "test.jsonl", items[n_train : n_train + n_test])
-    return folder
 
 
 @pytest.fixture

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from dvcproject import written_out
+from dvcproject import mix_study_params
 
 from synthmix.io import read_json, read_jsonl
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.dvc]
 
 REPO = Path(__file__).resolve().parents[1]
 CONDITIONS = ("vanilla", "human", "single", "multi")
@@ -102,26 +102,31 @@ def stages(*names: str, seed: int = SEED) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory: pytest.TempPathFactory, tiny_raw_model: Path) -> Path:
-    from conftest import tiny_params
-
+def pipeline(tmp_path_factory: pytest.TempPathFactory, tiny_raw_model: Path, shared_dvc_cache: Path) -> Path:
+    """The study of the README's experiments (same params and names), run up to the sample stages. Its DVC
+    cache is shared with that test's project, which then restores these stages from the run-cache."""
     root = tmp_path_factory.mktemp("pipeline")
     shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
     shutil.copytree(
         REPO / "src" / "synthmix", root / "src" / "synthmix", ignore=shutil.ignore_patterns("__pycache__")
     )
     (root / ".gitignore").write_text("__pycache__/\n", encoding="utf-8")
-    (root / "params.yaml").write_text(
-        yaml.safe_dump(written_out(tiny_params(tiny_raw_model)), sort_keys=False)
-    )
+    (root / "params.yaml").write_text(yaml.safe_dump(mix_study_params(tiny_raw_model), sort_keys=False))
     sh(root, "git", "init", "-q", "-b", "main")
     sh(root, "git", "config", "user.name", "synthmix tests")
     sh(root, "git", "config", "user.email", "tests@synthmix.invalid")
     sh(root, "git", "config", "commit.gpgsign", "false")
     dvc(root, "init", "-q")
+    dvc(root, "cache", "dir", "--local", str(shared_dvc_cache))
     commit(root, "pipeline")
     ran, _ = repro(root)
-    assert ran >= {"prepare", "models@tiny-a", "models@tiny-b", "generate@alpha", "generate@beta"}
+    assert ran >= {
+        "prepare",
+        "models@smollm2-135m",
+        "models@gemma3-270m",
+        "generate@smollm2",
+        "generate@gemma3",
+    }
     assert ran >= stages("mix", "finetune", "sample")
     commit(root, "first run")
     assert status(root) == set()
@@ -132,20 +137,26 @@ def test_dag_and_matched_training_sets(pipeline: Path) -> None:
     dot = dvc(pipeline, "dag", "--dot").stdout
     nodes = set(re.findall(r'^"([^"]+)";$', dot, flags=re.MULTILINE))
     edges = set(re.findall(r'"([^"]+)" -> "([^"]+)"', dot))
-    assert nodes >= {"models@tiny-a", "models@tiny-b", "prepare", "generate@alpha", "generate@beta"}
+    assert nodes >= {
+        "models@smollm2-135m",
+        "models@gemma3-270m",
+        "prepare",
+        "generate@smollm2",
+        "generate@gemma3",
+    }
     assert nodes >= stages("mix", "finetune", "sample")
     assert {
-        ("models@tiny-a", "generate@alpha"),
-        ("models@tiny-b", "generate@beta"),
-        ("prepare", "generate@alpha"),
-        ("prepare", "generate@beta"),
-        ("generate@beta", "mix@multi"),
-        ("models@tiny-a", "finetune@multi-42"),  # the target is tiny-a
+        ("models@smollm2-135m", "generate@smollm2"),
+        ("models@gemma3-270m", "generate@gemma3"),
+        ("prepare", "generate@smollm2"),
+        ("prepare", "generate@gemma3"),
+        ("generate@gemma3", "mix@multi"),
+        ("models@smollm2-135m", "finetune@multi-42"),  # the target is smollm2-135m
     } <= edges
     for condition in CONDITIONS:
         assert (f"mix@{condition}", stage("finetune", condition)) in edges
         assert (stage("finetune", condition), stage("sample", condition)) in edges
-    assert not any(a == "models@tiny-b" and b.startswith("finetune@") for a, b in edges)
+    assert not any(a == "models@gemma3-270m" and b.startswith("finetune@") for a, b in edges)
 
     size = yaml.safe_load((pipeline / "params.yaml").read_text())["mix"]["size"]
     sets = {c: read_jsonl(pipeline / "data" / "mixes" / c / "train.jsonl") for c in CONDITIONS}
@@ -156,10 +167,10 @@ def test_dag_and_matched_training_sets(pipeline: Path) -> None:
         "multi": size,
     }
     assert {r["source"] for r in sets["human"]} == {"human"}
-    assert {r["source"] for r in sets["single"]} == {"alpha"}
-    assert sorted(r["source"] for r in sets["multi"]) == ["alpha"] * (size // 2) + ["beta"] * (size // 2)
+    assert {r["source"] for r in sets["single"]} == {"smollm2"}
+    assert sorted(r["source"] for r in sets["multi"]) == ["smollm2"] * (size // 2) + ["gemma3"] * (size // 2)
     assert (
-        read_json(pipeline / "metrics" / "mix" / "multi.json")["mix"]["sources"]["beta"]["examples"]
+        read_json(pipeline / "metrics" / "mix" / "multi.json")["mix"]["sources"]["gemma3"]["examples"]
         == size // 2
     )
 
@@ -173,7 +184,7 @@ def test_dag_and_matched_training_sets(pipeline: Path) -> None:
         assert (manifest["stage"], manifest["seed"]) == (stage("finetune", condition), SEED)
         metrics = read_json(pipeline / "metrics" / "finetune" / condition / str(SEED) / "metrics.json")
         assert metrics["tuned"] == manifest["tuned"]
-    for source in ("alpha", "beta"):
+    for source in ("smollm2", "gemma3"):
         generated = read_jsonl(pipeline / "data" / "generated" / source / "responses.jsonl")
         assert {r["split"] for r in generated} == {"train", "test"} and {r["source"] for r in generated} == {
             source
@@ -183,16 +194,16 @@ def test_dag_and_matched_training_sets(pipeline: Path) -> None:
 def test_changing_one_source_reruns_only_its_generation(pipeline: Path) -> None:
     before = (pipeline / "data" / "mixes" / "multi" / "train.jsonl").read_text()
     try:
-        edit_params(pipeline, lambda p: p["sources"]["beta"]["generation"].update(temperature=1.5))
-        assert status(pipeline) == {"generate@beta"}
+        edit_params(pipeline, lambda p: p["sources"]["gemma3"]["generation"].update(temperature=1.5))
+        assert status(pipeline) == {"generate@gemma3"}
         ran, restored = repro(pipeline)
-        assert "generate@beta" in ran
-        assert not ran & {"generate@alpha", "models@tiny-a", "models@tiny-b", "prepare"}
-        assert not restored & {"generate@alpha", "generate@beta"}
+        assert "generate@gemma3" in ran
+        assert not ran & {"generate@smollm2", "models@smollm2-135m", "models@gemma3-270m", "prepare"}
+        assert not restored & {"generate@smollm2", "generate@gemma3"}
         after = (pipeline / "data" / "mixes" / "multi" / "train.jsonl").read_text()
-        assert after != before, "precondition: beta's new answers should change the multi-source set"
+        assert after != before, "precondition: gemma3's new answers should change the multi-source set"
         assert {"finetune@multi-42", "sample@multi-42"} <= ran
-        # conditions that use no beta data keep their adapters and samples: their training sets are unchanged
+        # conditions that use no gemma3 data keep their adapters and samples: their training sets are unchanged
         unaffected = {
             stage(name, c) for name in ("finetune", "sample") for c in ("vanilla", "human", "single")
         }
@@ -205,24 +216,26 @@ def test_changing_one_source_reruns_only_its_generation(pipeline: Path) -> None:
 
 def test_adding_a_condition_adds_only_its_stages(pipeline: Path) -> None:
     try:
-        edit_params(pipeline, lambda p: p["conditions"].update(beta_only={"mix": {"beta": 1.0}}))
+        edit_params(pipeline, lambda p: p["conditions"].update(gemma3_only={"mix": {"gemma3": 1.0}}))
         ran, restored = repro(pipeline)
-        assert ran == {"mix@beta_only", "finetune@beta_only-42", "sample@beta_only-42"}
+        assert ran == {"mix@gemma3_only", "finetune@gemma3_only-42", "sample@gemma3_only-42"}
         assert restored == set()
-        records = read_jsonl(pipeline / "data" / "mixes" / "beta_only" / "train.jsonl")
+        records = read_jsonl(pipeline / "data" / "mixes" / "gemma3_only" / "train.jsonl")
         size = yaml.safe_load((pipeline / "params.yaml").read_text())["mix"]["size"]
-        assert len(records) == size and {r["source"] for r in records} == {"beta"}
+        assert len(records) == size and {r["source"] for r in records} == {"gemma3"}
     finally:
         reset(pipeline)
 
 
 def test_an_experiment_over_one_conditions_mix_reruns_only_its_stages(pipeline: Path) -> None:
     try:
-        edit_params(pipeline, lambda p: p["conditions"]["multi"].update(mix={"alpha": 0.25, "beta": 0.75}))
+        edit_params(
+            pipeline, lambda p: p["conditions"]["multi"].update(mix={"smollm2": 0.25, "gemma3": 0.75})
+        )
         assert status(pipeline) == {"mix@multi", "finetune@multi-42"}
         sh(pipeline, "git", "checkout", "-q", "--", "params.yaml")
 
-        mix = "conditions.multi.mix={alpha: 0.25, beta: 0.75}"
+        mix = "conditions.multi.mix={smollm2: 0.25, gemma3: 0.75}"
         done = dvc(pipeline, "exp", "run", "-n", "mix-25-75", "-S", mix, TARGET)
         ran = set(re.findall(r"Running stage '([^']+)'", done.stdout))
         restored = set(re.findall(r"Stage '([^']+)' is cached", done.stdout))
@@ -230,7 +243,7 @@ def test_an_experiment_over_one_conditions_mix_reruns_only_its_stages(pipeline: 
         assert not any(stage.startswith("generate@") for stage in ran | restored)
         sources = [r["source"] for r in read_jsonl(pipeline / "data" / "mixes" / "multi" / "train.jsonl")]
         size = yaml.safe_load((pipeline / "params.yaml").read_text())["mix"]["size"]
-        assert (sources.count("alpha"), sources.count("beta")) == (size // 4, size - size // 4)
+        assert (sources.count("smollm2"), sources.count("gemma3")) == (size // 4, size - size // 4)
 
         shown = json.loads(dvc(pipeline, "exp", "show", "--json").stdout)
         experiments = [
@@ -238,19 +251,19 @@ def test_an_experiment_over_one_conditions_mix_reruns_only_its_stages(pipeline: 
         ]
         (experiment,) = [rev for rev in experiments if rev.get("name") == "mix-25-75"]
         params = experiment["data"]["params"]["params.yaml"]["data"]
-        assert params["conditions"]["multi"]["mix"] == {"alpha": 0.25, "beta": 0.75}
+        assert params["conditions"]["multi"]["mix"] == {"smollm2": 0.25, "gemma3": 0.75}
         metrics = experiment["data"]["metrics"]["metrics/mix/multi.json"]["data"]["mix"]
         assert metrics["examples"] == size
-        assert metrics["sources"]["alpha"] == {"examples": size // 4, "share": 0.25, "weight": 0.25}
-        assert metrics["sources"]["beta"]["examples"] == size - size // 4
+        assert metrics["sources"]["smollm2"] == {"examples": size // 4, "share": 0.25, "weight": 0.25}
+        assert metrics["sources"]["gemma3"]["examples"] == size - size // 4
         assert (
             experiment["data"]["metrics"]["metrics/finetune/multi/42/metrics.json"]["data"]["tuned"] is True
         )
         # the workspace's own row still shows the committed mix
         baseline = next(c for c in shown if c["rev"] != "workspace")
         assert baseline["data"]["params"]["params.yaml"]["data"]["conditions"]["multi"]["mix"] == {
-            "alpha": 0.5,
-            "beta": 0.5,
+            "smollm2": 0.5,
+            "gemma3": 0.5,
         }
     finally:
         reset(pipeline)

@@ -7,7 +7,8 @@ import math
 
 import pytest
 
-from synthmix.metrics.first_token import expected_rating, option_probabilities, variants
+from synthmix.metrics.first_token import expected_rating, option_probabilities
+from synthmix.prompts import answer_forms as variants
 from synthmix.metrics.preference import (
     choice_probability,
     equal_opportunity_bias,

@@ -100,7 +100,7 @@ def test_stage_judges_every_pair_in_both_orders_and_writes_the_metrics(layout) -
         )
         assert j["prob_a"] == pytest.approx(prob_a)
         assert j["p_first"] == pytest.approx(j["prob_a"] / (j["prob_a"] + j["prob_b"]))
-        assert len(record["top"]) == library.TOP_N
+        assert len(record["top"]) == stage.TOP_N
     absolute = summary.read_absolute(read_jsonl(out / "absolute.jsonl"))
     assert {(r["item"], r["source"]) for r in absolute} == {(i, s) for i in items for s in SOURCES}
     assert all(1.0 <= r["score"] <= 5.0 for r in absolute)
@@ -225,7 +225,7 @@ def test_candidate_set_and_self_source_are_checked(tiny_params_dict: dict) -> No
     tiny_params_dict["preference"] = {"self_source": "beta"}
     params = parse_params(tiny_params_dict)
     assert library.candidate_sources(params) == SOURCES
-    assert library.resolve_self_source(params, SOURCES) == "beta"
+    assert summary.resolve_self_source(params, SOURCES) == "beta"
     tiny_params_dict["preference"] = {"self_source": "human"}
     with pytest.raises(ParamsError, match="preference.self_source: unknown source 'human'"):
         parse_params(tiny_params_dict)
@@ -308,7 +308,7 @@ def test_gold_label_file_errors_name_the_record(tmp_path: Path) -> None:
     path = tmp_path / "gold.jsonl"
     write_jsonl(path, [{"item": "i1", "sources": ["a", "b"], "winner": "c"}])
     with pytest.raises(ValueError, match=r"gold.jsonl: record 1: winner 'c' is not one of \['a', 'b'\]"):
-        library.read_gold_labels(path)
+        summary.read_gold_labels(path)
 
 
 def test_a_judge_without_letter_mass_gives_null_not_nan() -> None:

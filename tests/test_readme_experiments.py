@@ -19,40 +19,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from dvcproject import cached_stages, clean_env, make_project, ran_stages, readme_blocks, written_out
+from dvcproject import cached_stages, clean_env, make_project, mix_study_params, ran_stages, readme_blocks
 
 SECTION = "Compare mixes: DVC experiments"
 BLOCKS = ("workspace", "queue", "compare", "plots")  # the section's sh blocks, in order
-STAGES = ("models", "prepare", "generate", "mix", "finetune", "sample", "collapse", "preference",
-          "preference_metrics")  # fmt: skip
-# What one condition's new mix reruns, in the cut pipeline (the full one adds attack, robustness and report).
-MULTI_STAGES = ["mix@multi", *(f"{stage}@multi-42" for stage in STAGES[4:])]  # the one run seed, 42
+STAGES = ("models", "prepare", "generate", "mix", "finetune", "sample", "perplexity", "collapse", "candidates",
+          "preference", "preference_metrics")  # fmt: skip
+# What one condition's new mix reruns, in the cut pipeline (the full one adds attack, judge, robustness and
+# report); candidates is shared by every condition and does not rerun.
+MULTI_STAGES = ["mix@multi", *(f"{stage}@multi-42" for stage in STAGES[4:] if stage != "candidates")]
 CONDITIONS = ("vanilla", "human", "single", "multi")
 EXPERIMENT = re.compile(r"-n (\S+) -S 'conditions\.multi\.mix=\{smollm2: ([\d.]+), gemma3: ([\d.]+)\}'")
 QUEUE_WAIT_S = 300
-
-
-def mix_study_params(raw_model: Path) -> dict:
-    """params.yaml's names (models, sources, conditions) on tiny random models, every key written out."""
-    from conftest import tiny_params
-
-    params = tiny_params(raw_model)
-    generation = params["sources"]["alpha"]["generation"]
-    params["models"] = {name: {"path": str(raw_model)} for name in ("smollm2-135m", "gemma3-270m")}
-    params["sources"] = {
-        "smollm2": {"model": "smollm2-135m", "generation": generation},
-        "gemma3": {"model": "gemma3-270m", "prompt_format": "fewshot", "generation": generation},
-    }
-    params["target"] = {**params["target"], "model": "smollm2-135m", "own_source": "smollm2"}
-    params["conditions"] = {
-        "vanilla": {"mix": {}},
-        "human": {"mix": {"human": 1.0}},
-        "single": {"mix": {"smollm2": 1.0}},
-        "multi": {"mix": {"smollm2": 0.5, "gemma3": 0.5}},
-    }
-    params["collapse"] = {"embedding_model": None, "vocabulary_growth_every": 10}
-    params["preference"] = {"n_items": 2}  # 2 items x 3 candidates: 12 pairwise + 6 absolute judgements
-    return written_out(params)
 
 
 def section_text() -> str:
@@ -132,20 +110,22 @@ class Walkthrough:
 
 
 @pytest.fixture(scope="module")
-def walkthrough(tiny_raw_model: Path, tmp_path_factory: pytest.TempPathFactory):
+def walkthrough(tiny_raw_model: Path, tmp_path_factory: pytest.TempPathFactory, shared_dvc_cache: Path):
     root = tmp_path_factory.mktemp("experiments")
     (root / "home").mkdir()
     env = clean_env(root / "home")
     env["PYTHONPATH"] = str(root / "project" / "src")  # stage commands import the project's copy of synthmix
-    project = make_project(root / "project", mix_study_params(tiny_raw_model), env, STAGES, "synthmix (tiny)")
+    # the DVC cache is shared with test_pipeline_dvc's study (same params): stages it ran are restored here
+    project = make_project(
+        root / "project", mix_study_params(tiny_raw_model), env, STAGES, "synthmix (tiny)", shared_dvc_cache
+    )
     walk = Walkthrough(project, env)
     walk.run("python", "-m", "synthmix", "check-params")  # every key dvc.yaml reads is written out
     start = time.monotonic()
     first = walk.run("dvc", "repro")
     walk.seconds["repro"] = time.monotonic() - start
-    assert {f"{s}@{c}-42" for s in ("sample", "collapse", "preference_metrics") for c in CONDITIONS} <= set(
-        ran_stages(first.stdout)
-    )
+    done = set(ran_stages(first.stdout)) | set(cached_stages(first.stdout))
+    assert {f"{s}@{c}-42" for s in ("sample", "collapse", "preference_metrics") for c in CONDITIONS} <= done
     walk.shell("commit", commit_command())
     assert walk.run("git", "status", "--porcelain").stdout == ""
     try:
@@ -195,6 +175,7 @@ def test_section_has_the_tested_blocks() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.dvc
 def test_a_new_mix_reruns_only_multis_stages(walkthrough: Walkthrough) -> None:
     runs = walkthrough.outputs["workspace"].split("Ran experiment(s)")[:-1]
     assert runs, walkthrough.outputs["workspace"][-3000:]
@@ -210,6 +191,7 @@ def test_a_new_mix_reruns_only_multis_stages(walkthrough: Walkthrough) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.dvc
 def test_the_queued_sweep_completes(walkthrough: Walkthrough) -> None:
     assert "Started '1' new experiments task queue worker" in walkthrough.outputs["queue"]
     names = queued(walkthrough)
@@ -219,6 +201,7 @@ def test_the_queued_sweep_completes(walkthrough: Walkthrough) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.dvc
 def test_exp_show_puts_the_mixes_side_by_side(walkthrough: Walkthrough) -> None:
     header, rows = markdown_rows(walkthrough.outputs["compare"])
     keep = re.compile(keep_pattern())
@@ -258,6 +241,7 @@ def test_exp_show_puts_the_mixes_side_by_side(walkthrough: Walkthrough) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.dvc
 def test_keep_pattern_names_metric_keys_the_stages_write(walkthrough: Walkthrough) -> None:
     """Every metric the README's --keep names is a key of the condition's metrics files. Some (Self-BLEU)
     are null on a tiny random model's outputs and so have no column here, but do in the real pipeline."""
@@ -283,6 +267,7 @@ def test_keep_pattern_names_metric_keys_the_stages_write(walkthrough: Walkthroug
 
 
 @pytest.mark.slow
+@pytest.mark.dvc
 def test_plots_diff_writes_one_page(walkthrough: Walkthrough) -> None:
     blocks = readme_blocks(SECTION)
     out = re.search(r"dvc plots diff (.+?) -o (\S+)", blocks[BLOCKS.index("plots")])

@@ -144,7 +144,7 @@ class Team:
 
 def _make_project(root: Path, raw_model: Path, env: dict[str, str]) -> Path:
     """The tiny project as a bare git repo (the team's git remote); returns its path."""
-    from conftest import tiny_params
+    from helpers import tiny_params
 
     from synthmix.config import Params
 
@@ -266,6 +266,8 @@ def test_readme_team_section_has_the_tested_blocks() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.dvc
+@pytest.mark.s3
 def test_push_then_fresh_clone_pull_restores_everything(team: Team) -> None:
     alice, mate = team.alice, team.teammate
     # setup: the team remote is the default, and the committed files hold no credential
@@ -295,6 +297,8 @@ def test_push_then_fresh_clone_pull_restores_everything(team: Team) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.dvc
+@pytest.mark.s3
 def test_experiment_push_and_pull(team: Team) -> None:
     output, _ = team.block("exp_push", team.alice)
     assert set(_ran_stages(output)) >= {"finetune@single-42", "sample@single-42"}
@@ -313,6 +317,8 @@ def test_experiment_push_and_pull(team: Team) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.dvc
+@pytest.mark.s3
 def test_evaluate_only_machine_pulls_only_what_it_needs(team: Team) -> None:
     machine = team.root / "eval-machine"
     machine.mkdir()
@@ -326,6 +332,8 @@ def test_evaluate_only_machine_pulls_only_what_it_needs(team: Team) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.dvc
+@pytest.mark.s3
 def test_default_folder_remote_works_without_set_up(team: Team) -> None:
     for name in ("dave", "erin"):
         team.run(["git", "clone", "-q", str(team.origin), name], team.root)
@@ -340,6 +348,8 @@ def test_default_folder_remote_works_without_set_up(team: Team) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.dvc
+@pytest.mark.s3
 def test_wrong_or_missing_credentials_fail_clearly_and_change_nothing(team: Team) -> None:
     team.run(["git", "clone", "-q", str(team.origin), "mallory"], team.root)
     clone = team.root / "mallory"
@@ -369,6 +379,8 @@ def test_wrong_or_missing_credentials_fail_clearly_and_change_nothing(team: Team
 
 
 @pytest.mark.slow
+@pytest.mark.dvc
+@pytest.mark.s3
 def test_interrupted_push_then_retry_loses_nothing(team: Team) -> None:
     from seaweed import SlowLink
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import robustness_params
 
 from synthmix import io as sio
 from synthmix import judge as jd
@@ -26,22 +27,6 @@ from synthmix.stages import judge as judge_stage
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = 42  # the run seed (tiny_params' `seeds: [42]`)
-JUDGE_GENERATION = {"temperature": 0.7, "top_p": 0.9, "max_new_tokens": 6, "batch_size": 4, "seed": 7}
-
-
-def robustness_params(judge_model: str = "tiny-a") -> dict:
-    return {
-        "prompts": {
-            "n_harmful": 2,
-            "n_templates": 1,
-            "n_jailbreak_prompts": 2,
-            "max_template_chars": 300,
-            "n_benign": 2,
-            "seed": 3,
-        },
-        "attack": {"max_new_tokens": 5},
-        "judge": {"model": judge_model, "generation": JUDGE_GENERATION},
-    }
 
 
 @pytest.fixture

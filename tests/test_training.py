@@ -60,7 +60,7 @@ def completion_loss(model, tokenizer, records: list[dict]) -> float:  # noqa: AN
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, tiny_raw_model: Path) -> dict:
     """Run finetune@single-42 once (20 steps); the tests below inspect what it wrote."""
-    from conftest import tiny_params
+    from helpers import tiny_params
 
     root = tmp_path_factory.mktemp("finetune")
     params = json.loads(json.dumps(tiny_params(tiny_raw_model)))
@@ -183,7 +183,7 @@ def test_reloaded_adapter_reproduces_the_trained_models_eval_loss(trained: dict)
 def test_untuned_condition_writes_a_manifest_and_no_adapter(
     tmp_path: Path, tiny_model: Path, tiny_raw_model: Path
 ) -> None:
-    from conftest import tiny_params
+    from helpers import tiny_params
 
     params_file = tmp_path / "params.yaml"
     params_file.write_text(
@@ -210,7 +210,7 @@ def test_untuned_condition_writes_a_manifest_and_no_adapter(
 
 
 def test_finetune_refuses_a_seed_not_listed(tmp_path: Path, tiny_raw_model: Path) -> None:
-    from conftest import tiny_params
+    from helpers import tiny_params
 
     params_file = tmp_path / "params.yaml"
     params_file.write_text(yaml.safe_dump(tiny_params(tiny_raw_model)), encoding="utf-8")

@@ -10,7 +10,8 @@ Which rubric applies to which item, and each rubric's prompt and parser, come fr
   into the probability-weighted mean score (G-Eval).
 
 Either way the judge stage stores what the model said, and every reading of it (parsing, scores, refusal,
-danger zone) is the robustness stage's: changing how replies are read never reruns the judge.
+danger zone: `metrics.robustness.read_scores`) is the robustness stage's: changing how replies are read never
+reruns the judge.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from synthmix.backends import load_backend, require
 from synthmix.config import RobustnessJudge
 from synthmix.generation import answer_all
 from synthmix.io import fingerprint
-from synthmix.metrics.first_token import expected_rating, option_probabilities, variants
 from synthmix.modelstore import model_revision
-from synthmix.prompts import chat_messages
+from synthmix.prompts import answer_forms, chat_messages
+from synthmix.rubrics import request_id
 from synthmix.runner import run_resumable
 
 
@@ -44,10 +45,6 @@ def judge_instruction(item: Mapping[str, Any], jailbreak_instruction: str = "pro
     if jailbreak_instruction == "harmful_prompt" and item.get("harmful_prompt"):
         return item["harmful_prompt"]
     return item["prompt"]
-
-
-def request_id(rubric: str, item_id: str) -> str:
-    return f"{rubric}/{item_id}"
 
 
 def judge_requests(
@@ -97,7 +94,7 @@ def run_judge(
     for request in requests:
         rubric = rubrics.get(request["meta"]["rubric"])
         request["prefill"] = rubric.score_prefix
-        request["tokens"] = variants(rubric.scale)
+        request["tokens"] = answer_forms(rubric.scale)
         request["prompt_overflow"] = settings.generation.prompt_overflow
     key = fingerprint([dict(r) for r in requests], revision, "first_token", settings.generation.backend)
     by_id = {r["id"]: r for r in requests}
@@ -118,46 +115,3 @@ def run_judge(
 
     finished = run_resumable(requests, out_dir / paths.RESPONSES, key, compute, desc=desc, unit="judgement")
     return {"records": len(finished.records), "score_from": "first_token"}, {"resumed": finished.resumed}
-
-
-def read_scores(
-    items: Sequence[Mapping[str, Any]], judgements: Sequence[Mapping[str, Any]], rubric_names: Iterable[str]
-) -> list[dict[str, Any]]:
-    """Per-item scores from the judge records: one record per item with a key for each rubric that applies.
-
-    A text reply is parsed with the rubric's parser; a first-token record gives the probability-weighted
-    mean of the scale (None when the judge put no probability on any of its tokens). A score is None when
-    the reply did not parse; structured answers (StrongREJECT's three) are kept beside it as
-    ``<rubric>_answers``. Items keep their input order.
-    """
-    import math
-
-    by_id = {j["id"]: j for j in judgements}
-    names = list(rubric_names)
-    scored = []
-    for item in items:
-        record: dict[str, Any] = {
-            "id": item["id"],
-            "prompt_id": item.get("prompt_id"),
-            "prompt_set": item["prompt_set"],
-            "category": item.get("category"),
-        }
-        for name in names:
-            rubric = rubrics.get(name)
-            if item["prompt_set"] not in rubric.prompt_sets:
-                continue
-            key = request_id(name, item["id"])
-            if key not in by_id:
-                raise ValueError(f"no judge record for {key!r}; rerun the judge stage")
-            judgement = by_id[key]
-            if judgement.get("score_from") == "first_token":
-                probs = option_probabilities(judgement["logprobs"], rubric.scale)
-                value = expected_rating(probs, rubric.scale)
-                record[name] = None if math.isnan(value) else value
-                continue
-            parsed = rubric.parse(judgement["response"])
-            record[name] = rubric.score(parsed)
-            if isinstance(parsed, dict):
-                record[f"{name}_answers"] = parsed
-        scored.append(record)
-    return scored

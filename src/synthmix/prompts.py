@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from synthmix.config import FewShotExample, Source
@@ -86,3 +87,11 @@ def request_token_ids(tokenizer: Any, request: dict[str, Any]) -> list[int]:
     if "messages" in request:
         return chat_token_ids(tokenizer, request["messages"])
     return list(tokenizer(request["text"], add_special_tokens=True)["input_ids"])
+
+
+def answer_forms(options: Sequence[str]) -> list[str]:
+    """The token strings a judge's answer is read from: each option bare and with a leading space ("A", " A").
+
+    A judge may start its answer with "A" or with " A" (byte-level BPE writes the latter "ĠA", SentencePiece
+    "▁A"); both mean the same verdict, so backends are asked for both."""
+    return [form for option in options for form in (option, " " + option)]

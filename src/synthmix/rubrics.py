@@ -53,6 +53,11 @@ def get(name: str) -> Rubric:
         raise ValueError(error.args[0]) from None
 
 
+def request_id(rubric: str, item_id: str) -> str:
+    """The id of one judge request and record: `<rubric>/<item id>`."""
+    return f"{rubric}/{item_id}"
+
+
 def applies(rubric: str, prompt_set: str) -> bool:
     """Whether `rubric` scores items of `prompt_set`."""
     return prompt_set in get(rubric).prompt_sets

@@ -8,6 +8,7 @@ saved as the stage's output.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from synthmix.config import Finetune
+from synthmix.io import atomic_write_text
 from synthmix.launch import remove_scratch, scratch_dir, world_size
 from synthmix.prompts import chat_messages
 from synthmix.provenance import rounded
@@ -66,6 +68,15 @@ class _LiveLogger:
             self.live.log_metric(name, rounded(float(value)))
         self.live.next_step()
         self.history.append({"step": step, **wanted})
+
+
+def sort_target_modules(config_file: Path) -> None:
+    """peft writes `target_modules` from a set, in an order that changes with Python's hash seed: sort it, so
+    that the same training writes the same adapter folder (and DVC hash) in every process."""
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
+        atomic_write_text(config_file, json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def train_lora(
@@ -169,6 +180,7 @@ def train_lora(
             trainer.model.save_pretrained(str(adapter_dir))
         if trainer.is_world_process_zero():
             tokenizer.save_pretrained(str(adapter_dir))
+            sort_target_modules(Path(adapter_dir) / "adapter_config.json")
     finally:
         remove_scratch(scratch)
     input_tokens = sum(len(ids) for ids in trainer.train_dataset["input_ids"])

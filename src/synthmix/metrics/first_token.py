@@ -11,16 +11,9 @@ import math
 from collections.abc import Mapping, Sequence
 
 
-def variants(options: Sequence[str]) -> list[str]:
-    """The token strings to ask a backend for: each option bare and with a leading space ("A", " A").
-
-    A judge may start its answer with "A" or with " A" (byte-level BPE writes the latter "ĠA", SentencePiece
-    "▁A"); both mean the same verdict."""
-    return [form for option in options for form in (option, " " + option)]
-
-
 def option_probabilities(logprobs: Mapping[str, float | None], options: Sequence[str]) -> dict[str, float]:
-    """P(option) = the summed probability of its forms (bare and space-prefixed) that are single tokens.
+    """P(option) = the summed probability of its forms (bare and space-prefixed, `prompts.answer_forms`) that
+    are single tokens.
 
     `logprobs` maps token strings to log-probabilities (None: not a single token, or the same token as an
     earlier form; see the backends' `next_token_logprobs`). Raises ValueError when an option has no form that

@@ -13,9 +13,11 @@ import csv
 import io
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-from synthmix.config import HUMAN
+from synthmix.config import HUMAN, Params, ParamsError
+from synthmix.io import DataError, read_jsonl
 from synthmix.metrics.first_token import expected_rating, option_probabilities
 from synthmix.metrics.preference import (
     choice_probability,
@@ -27,9 +29,7 @@ from synthmix.metrics.preference import (
     self_preference,
     self_preference_vs_human,
 )
-
-CHOICES = ("A", "B")
-RATINGS = ("1", "2", "3", "4", "5")
+from synthmix.preference import CHOICES, RATINGS
 
 
 def read_pairwise(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -182,3 +182,33 @@ def sources_table(metrics: Mapping[str, Any], sources: Sequence[str], self_sourc
         absolute = metrics.get("absolute_score", {}).get(source)
         writer.writerow([source, metrics["preference"][source], absolute, source == self_source])
     return buffer.getvalue()
+
+
+def resolve_self_source(params: Params, sources: Sequence[str]) -> str:
+    """`preference.self_source`, or `target.own_source`; it must be among `sources`, the candidates judged.
+
+    Params already checks both against params.yaml; this checks them against a judgements folder, whose
+    candidate set may come from an earlier run.
+    """
+    self_source = params.preference.self_source or params.target.own_source
+    key = "preference.self_source" if params.preference.self_source else "target.own_source"
+    if self_source not in sources:
+        raise ParamsError(
+            f"{key}: '{self_source}' is the judge's own source but not a candidate "
+            f"(preference.sources: {', '.join(sources)}); add it to preference.sources"
+        )
+    return self_source
+
+
+def read_gold_labels(path: str | Path) -> list[dict[str, Any]]:
+    """Human pairwise labels: jsonl of `{"item", "sources": [a, b], "winner"}` with winner one of the two."""
+    records = read_jsonl(path, required=("item", "sources", "winner"))
+    for number, record in enumerate(records, start=1):
+        pair = record["sources"]
+        if not (isinstance(pair, list) and len(pair) == 2 and pair[0] != pair[1]):
+            raise DataError(
+                f"{path}: record {number}: 'sources' must list two different sources, got {pair!r}"
+            )
+        if record["winner"] not in pair:
+            raise DataError(f"{path}: record {number}: winner {record['winner']!r} is not one of {pair}")
+    return records

@@ -9,6 +9,7 @@ et al. 2024, through the rubric registry, ``synthmix.rubrics``).
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
@@ -16,6 +17,7 @@ from importlib import resources
 from typing import Any
 
 from synthmix import rubrics
+from synthmix.metrics.first_token import expected_rating, option_probabilities
 
 # --------------------------------------------------------------------------------------------------------
 # Keyword refusal (Zou et al. 2023)
@@ -198,3 +200,44 @@ def danger_zone_share_or_none(
 def refusal_list(setting: str | Sequence[str]) -> tuple[str, ...]:
     """The keyword list of `robustness.scoring.refusal_strings`: a named AdvBench list, or the strings given."""
     return refusal_strings(setting) if isinstance(setting, str) else tuple(setting)
+
+
+def read_scores(
+    items: Sequence[Mapping[str, Any]], judgements: Sequence[Mapping[str, Any]], rubric_names: Iterable[str]
+) -> list[dict[str, Any]]:
+    """Per-item scores from the judge records: one record per item with a key for each rubric that applies.
+
+    A text reply is parsed with the rubric's parser; a first-token record gives the probability-weighted
+    mean of the scale (None when the judge put no probability on any of its tokens). A score is None when
+    the reply did not parse; structured answers (StrongREJECT's three) are kept beside it as
+    ``<rubric>_answers``. Items keep their input order.
+    """
+    by_id = {j["id"]: j for j in judgements}
+    names = list(rubric_names)
+    scored = []
+    for item in items:
+        record: dict[str, Any] = {
+            "id": item["id"],
+            "prompt_id": item.get("prompt_id"),
+            "prompt_set": item["prompt_set"],
+            "category": item.get("category"),
+        }
+        for name in names:
+            rubric = rubrics.get(name)
+            if item["prompt_set"] not in rubric.prompt_sets:
+                continue
+            key = rubrics.request_id(name, item["id"])
+            if key not in by_id:
+                raise ValueError(f"no judge record for {key!r}; rerun the judge stage")
+            judgement = by_id[key]
+            if judgement.get("score_from") == "first_token":
+                probs = option_probabilities(judgement["logprobs"], rubric.scale)
+                value = expected_rating(probs, rubric.scale)
+                record[name] = None if math.isnan(value) else value
+                continue
+            parsed = rubric.parse(judgement["response"])
+            record[name] = rubric.score(parsed)
+            if isinstance(parsed, dict):
+                record[f"{name}_answers"] = parsed
+        scored.append(record)
+    return scored

@@ -10,22 +10,63 @@ preference_metrics@'s.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from synthmix import paths
+from synthmix.backends import load_backend, require
 from synthmix.config import load_run_params, run_stage
-from synthmix.io import read_json, read_jsonl
-from synthmix.metrics.preference_summary import CHOICES, RATINGS
+from synthmix.io import fingerprint, read_json, read_jsonl
 from synthmix.modelstore import adapter_fingerprint, adapter_or_none, model_revision
-from synthmix.preference import absolute_requests, judge_all, pairwise_requests
+from synthmix.preference import CHOICES, RATINGS, absolute_requests, pairwise_requests
+from synthmix.prompts import answer_forms
 from synthmix.provenance import Run
+from synthmix.runner import Finished, run_resumable
 from synthmix.stages import add_run_arguments
 
 HELP = "the run's model judges every pair of candidates (self-preference)"
+TOP_N = 50  # most likely first tokens kept with every judgement, for readings that renormalise over them
 JUDGEMENTS = "judgements.jsonl"
 ABSOLUTE = "absolute.jsonl"
 # the settings that shape the judge's input (self_source and gold labels change only the metrics)
 JUDGING = {"text_label", "pairwise_system_prompt", "absolute_scores", "absolute_system_prompt"}
+
+
+def judge_all(
+    requests: list[dict[str, Any]],
+    output: Path,
+    options: Sequence[str],
+    model_dir: Path,
+    adapter_dir: Path | None,
+    identity: Sequence[Any],
+    keep: Sequence[str],
+    desc: str,
+    backend: str = "transformers",
+) -> Finished:
+    """The judge's first-token log-probabilities for every request, resumably, into `output` (JSONL).
+
+    `options` are the answer labels (A/B, or the ratings 1-5), asked for bare and space-prefixed; `keep`
+    names the request fields copied into each record; `identity` (model revision, adapter hash) keys the
+    checkpoint with the requests."""
+    key = fingerprint(list(identity), [(r["id"], r["messages"]) for r in requests], list(options), TOP_N)
+    by_id = {r["id"]: r for r in requests}
+    tokens = answer_forms(options)
+
+    def compute(todo: Sequence[Mapping[str, Any]], done: frozenset[str]):
+        model = load_backend(backend, str(model_dir), str(adapter_dir) if adapter_dir else None)
+        asks = [{"id": r["id"], "messages": r["messages"], "tokens": tokens, "top_n": TOP_N} for r in todo]
+        for result in require(model, "next_token_logprobs")(asks, done):
+            request = by_id[result["id"]]
+            yield {
+                "id": result["id"],
+                **{k: request[k] for k in keep},
+                "n_prompt_tokens": result["n_prompt_tokens"],
+                "logprobs": result["tokens"],
+                "top": result["top"],
+            }
+
+    return run_resumable(requests, output, key, compute, desc=desc, unit="judgement")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -20,11 +20,12 @@ from synthmix.io import atomic_write_text, read_json, read_jsonl, write_json
 from synthmix.metrics.preference_summary import (
     matrix_without_nan,
     read_absolute,
+    read_gold_labels,
     read_pairwise,
+    resolve_self_source,
     sources_table,
     summarise,
 )
-from synthmix.preference import read_gold_labels, resolve_self_source
 from synthmix.provenance import Run, rounded
 from synthmix.stages import add_run_arguments
 

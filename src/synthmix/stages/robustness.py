@@ -19,8 +19,7 @@ from pathlib import Path
 from synthmix import paths
 from synthmix.config import load_run_params, run_stage
 from synthmix.io import read_jsonl, write_jsonl
-from synthmix.judge import read_scores
-from synthmix.metrics.robustness import is_refusal, refusal_list, summarise
+from synthmix.metrics.robustness import is_refusal, read_scores, refusal_list, summarise
 from synthmix.provenance import Run, rounded
 from synthmix.stages import add_run_arguments
 

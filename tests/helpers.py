@@ -1,0 +1,83 @@
+"""Helpers shared by the tests: tiny params, prepared prompts, red-team settings (not fixtures, not tests)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from synthmix.io import write_jsonl
+
+JUDGE_GENERATION = {"temperature": 0.7, "top_p": 0.9, "max_new_tokens": 6, "batch_size": 4, "seed": 7}
+
+
+def tiny_params(tiny_raw_model: Path) -> dict:
+    """A params dict for a fast pipeline on two tiny random models (same shape as params.yaml)."""
+    generation = {"temperature": 0.7, "top_p": 0.9, "max_new_tokens": 8, "batch_size": 4, "seed": 42}
+    return {
+        "seeds": [42],
+        "models": {"tiny-a": {"path": str(tiny_raw_model)}, "tiny-b": {"path": str(tiny_raw_model)}},
+        "data": {
+            "dataset": "pydoc",
+            "max_train_prompts": 16,
+            "max_test_prompts": 6,
+            "max_response_chars": 200,
+        },
+        "sources": {
+            "alpha": {"model": "tiny-a", "generation": generation},
+            "beta": {"model": "tiny-b", "prompt_format": "fewshot", "generation": generation},
+        },
+        # the target samples with each run seed (`seeds`), so its generation settings name none
+        "target": {"model": "tiny-a", "own_source": "alpha", "generation": {**generation, "seed": None}},
+        "conditions": {
+            "vanilla": {"mix": {}},
+            "human": {"mix": {"human": 1.0}},
+            "single": {"mix": {"alpha": 1.0}},
+            "multi": {"mix": {"alpha": 0.5, "beta": 0.5}},
+        },
+        "mix": {"size": 12, "seed": 42},
+        "finetune": {
+            "lora_r": 4,
+            "lora_alpha": 8,
+            "target_modules": ["q_proj", "v_proj"],
+            "learning_rate": 5e-3,
+            "num_epochs": 1,
+            "batch_size": 4,
+            "gradient_accumulation_steps": 1,
+            "eval_steps": 2,
+            "validation_fraction": 0.2,
+            "max_length": 128,
+        },
+    }
+
+
+def make_prepared(folder: Path, n_train: int, n_test: int) -> Path:
+    """data/prepared as the prepare stage writes it, from the first CPython docs topics."""
+    from pydoc_data.topics import topics
+
+    names = sorted(topics)
+    items = [
+        {
+            "id": f"q{i:03d}",
+            "prompt": f"Explain {name} in Python.",
+            "response": topics[name][:80],
+            "category": c,
+        }
+        for i, (name, c) in enumerate(zip(names, ["language", "library"] * 200, strict=False))
+    ]
+    write_jsonl(folder / "train.jsonl", items[:n_train])
+    write_jsonl(folder / "test.jsonl", items[n_train : n_train + n_test])
+    return folder
+
+
+def robustness_params(judge_model: str = "tiny-a") -> dict:
+    return {
+        "prompts": {
+            "n_harmful": 2,
+            "n_templates": 1,
+            "n_jailbreak_prompts": 2,
+            "max_template_chars": 300,
+            "n_benign": 2,
+            "seed": 3,
+        },
+        "attack": {"max_new_tokens": 5},
+        "judge": {"model": judge_model, "generation": JUDGE_GENERATION},
+    }
