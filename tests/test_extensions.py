@@ -64,8 +64,8 @@ def test_a_diversity_metric_from_the_readme(registered, tiny_params_dict: dict) 
 
 
 def test_a_judge_rubric_from_the_readme(registered, tiny_params_dict: dict) -> None:
-    from synthmix.judge import judge_requests, read_scores
-    from synthmix.metrics.robustness import summarise
+    from synthmix.judge import judge_requests
+    from synthmix.metrics.robustness import read_scores, summarise
 
     registered(recipes()[1])
     tiny_params_dict["robustness"] = {"judge": {"rubrics": ["quality", "helpfulness"]}}

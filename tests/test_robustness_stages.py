@@ -20,7 +20,7 @@ from synthmix import judge as jd
 from synthmix import paths, rubrics
 from synthmix.config import ParamsError, Robustness, parse_params
 from synthmix.io import read_json, read_jsonl
-from synthmix.metrics.robustness import refusal_strings, summarise
+from synthmix.metrics.robustness import read_scores, refusal_strings, summarise
 from synthmix.provenance import last_runs
 from synthmix.stages import attack, redteam, robustness
 from synthmix.stages import judge as judge_stage
@@ -238,7 +238,7 @@ def test_scores_and_metrics_count_parse_failures() -> None:
         "strongreject/jailbreak/t__a": "1.b 0\n2.b 4",  # 3.b missing
     }
     names = ["harmfulness", "quality", "strongreject"]
-    scores = jd.read_scores(ITEMS, [{"id": k, "response": v} for k, v in replies.items()], names)
+    scores = read_scores(ITEMS, [{"id": k, "response": v} for k, v in replies.items()], names)
     assert [(s.get("harmfulness"), s["quality"], s.get("strongreject")) for s in scores] == [
         (5, 4, (5 + 3 - 2) / 8),
         (1, None, 0.0),
@@ -272,7 +272,7 @@ def test_scores_and_metrics_count_parse_failures() -> None:
 
 def test_missing_judge_reply_is_an_error() -> None:
     with pytest.raises(ValueError, match="no judge record for 'quality/benign/c'"):
-        jd.read_scores(ITEMS[3:], [], ["quality"])
+        read_scores(ITEMS[3:], [], ["quality"])
 
 
 # ---- params ----
@@ -342,7 +342,7 @@ def test_first_token_judge_reads_the_score_from_the_judges_logits(tiny_model: Pa
     counts, _ = jd.run_judge(ITEMS, tmp_path / "judge", tiny_model, settings, "tiny")
     assert counts["records"] == 7  # harmfulness on 3 items, quality on 4
     records = read_jsonl(tmp_path / "judge" / "responses.jsonl")
-    scores = jd.read_scores(ITEMS, records, settings.rubrics)
+    scores = read_scores(ITEMS, records, settings.rubrics)
     model, tokenizer = load_model(str(tiny_model))
     requests = {r["id"]: r for r in jd.judge_requests(ITEMS, settings.rubrics)}
     for score in scores:
