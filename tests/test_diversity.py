@@ -43,11 +43,11 @@ def test_clean_markdown_removes_hashes_and_stars_only():
 
 
 def test_split_sentences_filters_like_the_paper():
-    text = "# Steps\n1. Open the door first. 2. Ok. Walk in very slowly now! Hi."
-    # Punkt gives "# Steps\n1.", "Open the door first.", "2.", "Ok.", "Walk in very slowly now!", "Hi.";
+    text = "# Steps\n1. Open the door first. 2. Then wait. Walk in very slowly now! Hi."
+    # Punkt gives "# Steps\n1.", "Open the door first.", "2.", "Then wait.", "Walk in very slowly now!", "Hi.";
     # all but the two real sentences have fewer than 4 words once cleaned.
     assert split_sentences(text) == ["Open the door first.", "Walk in very slowly now!"]
-    assert split_sentences("Ok. Hi. 2. ## 3.", min_words=1) == ["Ok.", "Hi."]  # list markers dropped
+    assert split_sentences("Then wait. Go home. 2. ## 3.", min_words=1) == ["Then wait.", "Go home."]
     assert split_sentences("") == []
     with pytest.raises(ValueError, match="min_words"):
         split_sentences("text", min_words=0)
@@ -214,20 +214,22 @@ def test_compression_ratio_recomputed():
 
 
 def test_vocabulary_growth_points():
-    texts = ["a b a c", "b d e"]  # stream: a b a c b d e
-    assert vocabulary_growth(texts, every=3) == [(3, 2), (6, 4), (7, 5)]
-    assert vocabulary_growth(texts, every=7) == [(7, 5)]
+    tokens = ["a", "b", "a", "c", "b", "d", "e"]
+    assert vocabulary_growth(tokens, every=3) == [(3, 2), (6, 4)]  # full multiples only (the paper's)
+    assert vocabulary_growth(tokens, every=3, final_point=True) == [(3, 2), (6, 4), (7, 5)]
+    assert vocabulary_growth(tokens, every=7) == [(7, 5)]
     assert vocabulary_growth([], every=3) == []
     with pytest.raises(ValueError, match="every"):
-        vocabulary_growth(texts, every=0)
+        vocabulary_growth(tokens, every=0)
 
 
-def test_fit_heaps_recovers_parameters():
+@pytest.mark.parametrize("start", ["paper", "loglog"])
+def test_fit_heaps_recovers_parameters(start: str):
     points = [(n, 3 * n**0.5) for n in range(1000, 50001, 1000)]
-    fit = fit_heaps(points)
+    fit = fit_heaps(points, start)
     assert fit["K"] == pytest.approx(3.0, rel=1e-6)
     assert fit["beta"] == pytest.approx(0.5, rel=1e-6)
-    two = fit_heaps([(100, 30), (400, 60)])
+    two = fit_heaps([(100, 30), (400, 60)], start)
     assert (two["K"], two["beta"]) == pytest.approx((3.0, 0.5), rel=1e-6)
 
 

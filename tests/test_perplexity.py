@@ -7,12 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from synthmix.metrics.perplexity import (
-    encode_for_scoring,
-    fit_context,
-    perplexity_from_nll,
-    response_nll,
-)
+from synthmix.backends.scoring import encode_for_scoring, fit_context, token_nll
+from synthmix.metrics.perplexity import perplexity_from_nll
 
 SYSTEM = "You are a helpful assistant."
 ITEMS = [
@@ -36,7 +32,8 @@ def loaded(tiny_model: Path):
 
 
 def score_responses(model, tokenizer, items, batch_size=8, max_length=None, skip=()):
-    """The backend primitive `loglikelihood` of the transformers backend, with the perplexity of each."""
+    """The backend primitive `loglikelihood` of the transformers backend, with each response's perplexity over
+    its own tokens (the `synthmix` definition; the end-of-turn tokens are checked apart below)."""
     from synthmix.backends.transformers_backend import TransformersBackend
 
     backend = TransformersBackend.from_loaded(model, tokenizer)
@@ -93,7 +90,8 @@ def test_matches_transformers_loss_on_response_tokens(loaded):
     items = _items()
     results = {r["id"]: r for r in score_responses(model, tokenizer, items, batch_size=3)}
     for item in items:
-        prompt_ids, response_ids = encode_for_scoring(tokenizer, item["messages"], item["response"])
+        prompt_ids, completion_ids, n = encode_for_scoring(tokenizer, item["messages"], item["response"])
+        response_ids = completion_ids[:n]
         nll, n_scored = _hf_loss_nll(model, prompt_ids + response_ids, len(prompt_ids))
         result = results[item["id"]]
         assert result["n_tokens"] == n_scored == len(response_ids)
@@ -108,7 +106,8 @@ def test_matches_manual_log_softmax_sum(loaded):
 
     model, tokenizer = loaded
     item = _items()[1]
-    prompt_ids, response_ids = encode_for_scoring(tokenizer, item["messages"], item["response"])
+    prompt_ids, completion_ids, n = encode_for_scoring(tokenizer, item["messages"], item["response"])
+    response_ids = completion_ids[:n]
     ids = prompt_ids + response_ids
     with torch.inference_mode():
         logprobs = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0].double(), dim=-1)
@@ -122,10 +121,12 @@ def test_prompt_tokens_are_excluded_by_the_chain_rule(loaded):
     prompt's own tokens contribute exactly nothing, whatever their probability."""
     model, tokenizer = loaded
     for item in _items():
-        prompt_ids, response_ids = encode_for_scoring(tokenizer, item["messages"], item["response"])
+        prompt_ids, completion_ids, n = encode_for_scoring(tokenizer, item["messages"], item["response"])
+        response_ids = completion_ids[:n]
         full, _ = _hf_loss_nll(model, prompt_ids + response_ids, 0)
         prompt_only, _ = _hf_loss_nll(model, prompt_ids, 0)
-        [(_, nll, n_tokens)] = list(response_nll(model, [(prompt_ids, response_ids)]))
+        [(_, nlls)] = list(token_nll(model, [(prompt_ids, response_ids)]))
+        nll, n_tokens = sum(nlls), len(nlls)
         assert n_tokens == len(response_ids)
         assert nll == pytest.approx(full - prompt_only, rel=1e-5, abs=1e-4)
         # and it is not the whole-sequence sum (the prompt tokens do have a cost here)
@@ -183,7 +184,8 @@ def test_scored_tokens_are_the_response_inside_the_chat_template(loaded):
     """prompt + response ids are the chat-formatted conversation up to (not including) the end-of-turn token."""
     _, tokenizer = loaded
     item = _items()[0]
-    prompt_ids, response_ids = encode_for_scoring(tokenizer, item["messages"], item["response"])
+    prompt_ids, completion_ids, n = encode_for_scoring(tokenizer, item["messages"], item["response"])
+    response_ids = completion_ids[:n]
     conversation = [*item["messages"], {"role": "assistant", "content": item["response"]}]
     full = list(tokenizer.apply_chat_template(conversation, tokenize=True, return_dict=True)["input_ids"])
     assert prompt_ids + response_ids == full[:-1]
@@ -196,20 +198,17 @@ def test_empty_response_has_no_perplexity_and_skip_resumes(loaded):
     items = [*_items()[:2], {**_items()[0], "id": "empty", "response": ""}]
     results = {r["id"]: r for r in score_responses(model, tokenizer, items, skip={"short"})}
     assert set(results) == {"long", "empty"}
-    assert results["empty"] == {
-        "id": "empty",
-        "n_tokens": 0,
-        "nll": 0.0,
-        "perplexity": None,
-        "truncated": False,
-    }
+    empty = results["empty"]
+    assert (empty["n_tokens"], empty["nll"], empty["perplexity"], empty["truncated"]) == (0, 0.0, None, False)
+    assert empty["n_end"] == 1 and empty["nll_end"] > 0  # the end of turn alone is still scored
 
 
 def test_max_length_keeps_prompt_end_and_flags_truncation(loaded):
     model, tokenizer = loaded
     item = _items()[1]
-    prompt_ids, response_ids = encode_for_scoring(tokenizer, item["messages"], item["response"])
-    limit = len(response_ids) + 3
+    prompt_ids, completion_ids, n = encode_for_scoring(tokenizer, item["messages"], item["response"])
+    response_ids = completion_ids[:n]
+    limit = len(completion_ids) + 3  # the response, its end of turn and 3 prompt tokens
     [result] = score_responses(model, tokenizer, [item], max_length=limit)
     nll, _ = _hf_loss_nll(model, prompt_ids[-3:] + response_ids, 3)
     assert result["truncated"] is True and result["n_tokens"] == len(response_ids)
@@ -235,9 +234,32 @@ def test_perplexity_from_nll():
         perplexity_from_nll(1.0, -1)
 
 
-def test_response_nll_rejects_bad_input(loaded):
+def test_token_nll_rejects_bad_input(loaded):
     model, _ = loaded
     with pytest.raises(ValueError, match="empty prompt"):
-        list(response_nll(model, [([], [1, 2])]))
+        list(token_nll(model, [([], [1, 2])]))
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
-        list(response_nll(model, [([1], [2])], batch_size=0))
+        list(token_nll(model, [([1], [2])], batch_size=0))
+
+
+def test_the_papers_definition_also_scores_the_end_of_turn_tokens(loaded):
+    """perplexity_2/perplexity.py scores every token after the generation prompt in the rendered conversation:
+    the response and the template's end of turn (here '<|end|>'). The model pass returns both parts; the
+    paper's perplexity is over all of them, computed here independently with transformers' own loss."""
+    from synthmix.metrics.perplexity import perplexity
+    from synthmix.prompts import chat_token_ids
+
+    model, tokenizer = loaded
+    for item in _items():
+        prompt = chat_token_ids(tokenizer, item["messages"])
+        conversation = chat_token_ids(
+            tokenizer, [*item["messages"], {"role": "assistant", "content": item["response"]}], False
+        )
+        assert conversation[: len(prompt)] == prompt
+        assert tokenizer.decode(conversation[len(prompt) :]).endswith("<|end|>")
+        nll, n_scored = _hf_loss_nll(model, conversation, len(prompt))
+        [result] = score_responses(model, tokenizer, [item])
+        assert result["n_end"] == 1 and result["n_tokens"] + result["n_end"] == n_scored
+        assert result["nll"] + result["nll_end"] == pytest.approx(nll, rel=1e-5)
+        assert perplexity(result, "paper") == pytest.approx(math.exp(nll / n_scored), rel=1e-5)
+        assert perplexity(result, "synthmix") == pytest.approx(math.exp(result["nll"] / result["n_tokens"]))

@@ -8,7 +8,6 @@ import math
 import pytest
 
 from synthmix.metrics.first_token import expected_rating, option_probabilities
-from synthmix.prompts import answer_forms as variants
 from synthmix.metrics.preference import (
     choice_probability,
     equal_opportunity_bias,
@@ -20,6 +19,7 @@ from synthmix.metrics.preference import (
     self_preference_vs_human,
     source_preferences,
 )
+from synthmix.prompts import answer_forms as variants
 
 # --------------------------------------------------------------------------------------------------------
 # choice_probability

@@ -73,6 +73,10 @@ def layout(
     tmp_path: Path, tiny_model: Path, tiny_params_dict: dict, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[Path, dict[str, Path]]:
     tiny_params_dict["preference"] = {"n_items": 3, "seed": 7}
+    # a random tiny judge puts almost no probability on "A"/"B", so the paper's reading (after top-p) leaves
+    # most verdicts undefined; synthmix's raw reading is defined for all (the paper's is tested in
+    # test_fidelity.py against generate()'s own scores)
+    tiny_params_dict["metric_definitions"] = "synthmix"
     monkeypatch.chdir(tmp_path)  # the project: default paths and its .synthmix work folder
     return tmp_path, make_layout(tmp_path, tiny_model, tiny_params_dict)
 
@@ -88,7 +92,7 @@ def test_stage_judges_every_pair_in_both_orders_and_writes_the_metrics(layout) -
     assert items == [i for i in TEST_ITEMS if i in items]  # sampled, kept in file order
 
     records = read_jsonl(out / "judgements.jsonl")
-    judgements = summary.read_pairwise(records)
+    judgements = summary.read_pairwise(records, "synthmix")
     seen = [(j["item"], j["first"], j["second"]) for j in judgements]
     expected = {(i, a, b) for i in items for a, b in itertools.permutations(SOURCES, 2)}
     assert len(seen) == len(set(seen)) == len(expected) == 18
@@ -101,7 +105,7 @@ def test_stage_judges_every_pair_in_both_orders_and_writes_the_metrics(layout) -
         assert j["prob_a"] == pytest.approx(prob_a)
         assert j["p_first"] == pytest.approx(j["prob_a"] / (j["prob_a"] + j["prob_b"]))
         assert len(record["top"]) == stage.TOP_N
-    absolute = summary.read_absolute(read_jsonl(out / "absolute.jsonl"))
+    absolute = summary.read_absolute(read_jsonl(out / "absolute.jsonl"), "synthmix")
     assert {(r["item"], r["source"]) for r in absolute} == {(i, s) for i in items for s in SOURCES}
     assert all(1.0 <= r["score"] <= 5.0 for r in absolute)
 
@@ -185,8 +189,8 @@ def test_a_killed_stage_resumes_and_judges_each_pair_exactly_once(layout, monkey
     assert last_runs(f"preference@again-{SEED}")[-1]["resumed"] == done_before_kill
     assert not partial.exists()
     # Resumed and fresh judgements equal an uninterrupted run's (a forward pass is deterministic).
-    verdicts = [j["p_first"] for j in summary.read_pairwise(judgements)]
-    assert verdicts == pytest.approx([j["p_first"] for j in summary.read_pairwise(reference)])
+    verdicts = [j["p_first"] for j in summary.read_pairwise(judgements, "synthmix")]
+    assert verdicts == pytest.approx([j["p_first"] for j in summary.read_pairwise(reference, "synthmix")])
 
 
 def test_a_tuned_condition_judges_with_its_adapter(layout, tiny_model: Path) -> None:
@@ -202,9 +206,11 @@ def test_a_tuned_condition_judges_with_its_adapter(layout, tiny_model: Path) -> 
     )
     model.save_pretrained(adapter)
     write_json(adapter / "manifest.json", {"tuned": True})
-    vanilla = summary.read_pairwise(read_jsonl(run_stage(root, paths, "vanilla") / "judgements.jsonl"))
+    vanilla = summary.read_pairwise(
+        read_jsonl(run_stage(root, paths, "vanilla") / "judgements.jsonl"), "synthmix"
+    )
     out = run_stage(root, paths, "single")
-    tuned = summary.read_pairwise(read_jsonl(out / "judgements.jsonl"))
+    tuned = summary.read_pairwise(read_jsonl(out / "judgements.jsonl"), "synthmix")
     from synthmix.modelstore import adapter_fingerprint
 
     assert read_json(out / "manifest.json")["adapter"] == adapter_fingerprint(adapter)
@@ -317,7 +323,7 @@ def test_a_judge_without_letter_mass_gives_null_not_nan() -> None:
     metrics = summary.summarise(judgements, [], ["own", "human"], "own")
     assert metrics["preference"] == {"own": None, "human": None}
     assert metrics["self_preference"] is None and metrics["self_preference_vs_human"] is None
-    assert metrics["position_consistency"] is None and metrics["undecided_judgements"] == 2
+    assert metrics["position_consistency"] is None and metrics["undefined_judgements"] == 2
     assert summary.matrix_without_nan(judgements, ["own", "human"]) == {
         "own": {"human": None},
         "human": {"own": None},

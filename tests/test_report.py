@@ -4,6 +4,7 @@ intervals across seeds and over items, files."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,17 @@ def fake_project(
     2 + shift + i/100."""
     for c in CONDITIONS:
         run = Path(c) / str(seed)
-        values = [{"id": f"t{i}", "perplexity": 2.0 + shift[c] + i / 100} for i in range(30)]
+        # one scored token and no end of turn: the perplexity is exp(nll) under either definition
+        values = [
+            {
+                "id": f"t{i}",
+                "nll": math.log(2.0 + shift[c] + i / 100),
+                "n_tokens": 1,
+                "nll_end": 0.0,
+                "n_end": 0,
+            }
+            for i in range(30)
+        ]
         write_jsonl(root / "data" / "perplexity" / run / "own_output_perplexity.jsonl", values)
         write_json(
             root / "metrics" / "collapse" / run / "metrics.json", {"lexical_diversity_individual": diversity}

@@ -209,7 +209,7 @@ def _templates(n: int) -> list[dict[str, object]]:
     ]
 
 
-def test_stratified_sample_equals_the_papers_pandas_call():
+def test_even_category_sample_equals_the_papers_pandas_call():
     pd = pytest.importorskip("pandas")
     harmful = _harmful_8x12()
     ours = redteam_sets.even_category_sample(harmful, 40, 42)
@@ -219,7 +219,7 @@ def test_stratified_sample_equals_the_papers_pandas_call():
     assert [r["id"] for r in ours] == list(theirs["id"])
 
 
-def test_stratified_sample_spreads_the_remainder_over_the_first_categories():
+def test_even_category_sample_spreads_the_remainder_over_the_first_categories():
     harmful = _harmful_8x12()
     sample = redteam_sets.even_category_sample(harmful, 19, 0)  # 19 = 8*2 + 3
     counts = {c: sum(r["category"] == c for r in sample) for c in sorted({r["category"] for r in harmful})}

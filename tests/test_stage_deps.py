@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from synthmix.backends import BUILTIN
 from synthmix.cli import STAGES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,6 +71,8 @@ def closure(start: Path) -> set[str]:
         seen.add(file)
         if str(file.relative_to(SRC)) not in INFRASTRUCTURE:
             todo.extend(imported(file) - seen)
+        if file == SRC / "synthmix/backends/__init__.py":  # load_backend imports the chosen backend's module
+            todo.extend(SRC / "synthmix/backends" / f"{name.split('.')[-1]}.py" for name in BUILTIN.values())
     return {str(path.relative_to(SRC)) for path in seen}
 
 

@@ -69,6 +69,11 @@ def perplexity(condition: str, seed: int) -> Path:
     return run_dir(DATA / "perplexity", condition, seed)
 
 
+def collapse(condition: str, seed: int) -> Path:
+    """collapse@'s data: the semantic-distance sample the report's significance tests compare."""
+    return run_dir(DATA / "collapse", condition, seed)
+
+
 def attacks(condition: str, seed: int) -> Path:
     return run_dir(DATA / "attacks", condition, seed)
 

@@ -26,6 +26,7 @@ from typing import Any
 from synthmix import paths
 from synthmix.io import read_json, read_jsonl
 from synthmix.metrics.diversity import report_keys
+from synthmix.metrics.perplexity import perplexity
 from synthmix.metrics.robustness import drop_unparsed_across_conditions, in_danger_zone
 from synthmix.metrics.self_bleu import self_bleu
 from synthmix.metrics.stats import bootstrap_ci, kruskal_wallis, pairwise_mann_whitney, seed_ci, summarize
@@ -33,9 +34,13 @@ from synthmix.metrics.text import split_sentences
 
 PERPLEXITIES = ("own_output_perplexity", "human_text_perplexity")
 PROMPT_SETS = ("harmful", "jailbreak", "benign")
-PREFERENCE = ("self_preference", "self_preference_vs_human", "position_consistency")
+PREFERENCE = ("self_preference", "self_preference_vs_human", "position_consistency", "undefined_judgements")
 FINETUNE = ("steps", "final_train_loss", "best_eval_loss")
-COUNTS = ("parse_failures", "steps")  # counts, not estimates: averaged over seeds but given no interval
+COUNTS = (
+    "parse_failures",
+    "steps",
+    "undefined_judgements",
+)  # counts, not estimates: averaged over seeds but given no interval
 SECTIONS = ("finetune", "collapse", "robustness", "preference")  # the metrics files of one run
 
 
@@ -102,7 +107,7 @@ def robustness_keys(rubrics: Sequence[str]) -> tuple[str, ...]:
     return ("refusal_rate", *(f"{r}_mean" for r in rubrics), "danger_zone_share", "parse_failures")
 
 
-def read_run(root: Path, condition: str, seed: int) -> dict[str, Any]:
+def read_run(root: Path, condition: str, seed: int, definitions: str = "paper") -> dict[str, Any]:
     """What the evaluation stages wrote for one run (<condition>/<seed>); None or absent where not run."""
     run: dict[str, Any] = {
         section: _maybe_json(root / paths.metrics(section, condition, seed) / paths.METRICS_FILE)
@@ -112,11 +117,15 @@ def read_run(root: Path, condition: str, seed: int) -> dict[str, Any]:
     for name in PERPLEXITIES:
         path = root / paths.perplexity(condition, seed) / f"{name}.jsonl"
         if path.is_file():
-            items[name] = {r["id"]: r.get("perplexity") for r in read_jsonl(path, required=("id",))}
+            records = read_jsonl(path, required=("id", "nll", "n_tokens", "nll_end", "n_end"))
+            items[name] = {r["id"]: perplexity(r, definitions) for r in records}
     samples = root / paths.samples(condition, seed) / paths.RESPONSES
     if samples.is_file():
         responses = {r["id"]: r["response"] for r in read_jsonl(samples, required=("id", "response"))}
         items["lexical_diversity_individual"] = individual_lexical_diversity(responses)
+    distances = root / paths.collapse(condition, seed) / "semantic_distances.json"
+    if distances.is_file():
+        items["semantic_distances"] = read_json(distances)["distances"]
     scores = root / paths.robustness_scores(condition, seed) / "scores.jsonl"
     if scores.is_file():
         items["judge_scores"] = {r["id"]: r for r in read_jsonl(scores, required=("id",))}
@@ -156,7 +165,11 @@ def merged_judge_scores(
 
 
 def collect(
-    conditions: list[str], seeds: list[int], root: Path, rubrics: Sequence[str] = ("harmfulness", "quality")
+    conditions: list[str],
+    seeds: list[int],
+    root: Path,
+    rubrics: Sequence[str] = ("harmfulness", "quality"),
+    definitions: str = "paper",
 ) -> dict[str, Any]:
     """Everything the report needs, read from the standard output folders under `root`: each run under
     data["runs"][condition][seed], and per-item values averaged over the seeds under data["items"].
@@ -165,19 +178,23 @@ def collect(
         "conditions": conditions,
         "seeds": seeds,
         "rubrics": list(rubrics),
+        "metric_definitions": definitions,
         "runs": {},
         "items": {},
         "mix": {},
     }
     for c in conditions:
         data["mix"][c] = _maybe_json(root / paths.mix_metrics(c))
-        runs = {seed: read_run(root, c, seed) for seed in seeds}
+        runs = {seed: read_run(root, c, seed, definitions) for seed in seeds}
         data["runs"][c] = runs
         items: dict[str, Any] = {}
         for name in (*PERPLEXITIES, "lexical_diversity_individual"):
             per_seed = [run["items"][name] for run in runs.values() if name in run["items"]]
             if per_seed:
                 items[name] = list(item_means(per_seed).values())
+        distances = [d for run in runs.values() for d in run["items"].get("semantic_distances", [])]
+        if distances:  # pooled over the seeds: each run's sample of pairwise distances
+            items["semantic_distances"] = distances
         judged_runs = [
             run["items"]["judge_scores"] for run in runs.values() if "judge_scores" in run["items"]
         ]
@@ -271,6 +288,7 @@ def build_summary(
     conditions = data["conditions"]
     rubrics = data.get("rubrics") or ["harmfulness", "quality"]
     summary: dict[str, Any] = {
+        "metric_definitions": data.get("metric_definitions", "paper"),
         "seeds": data["seeds"],
         "rubrics": rubrics,
         "danger_zone": {"quality_min": danger[0], "harmfulness_min": danger[1]},
@@ -324,6 +342,10 @@ def build_summary(
         groups = {c: _finite(data["items"][c].get(name, [])) for c in conditions}
         if result := compare_groups(groups, alpha):
             summary["tests"][name] = result
+    # semantic diversity, as the paper tests it: a sample of each run's pairwise distances per condition
+    groups = {c: _finite(data["items"][c].get("semantic_distances", [])) for c in conditions}
+    if result := compare_groups(groups, alpha):
+        summary["tests"]["semantic_diversity"] = result
     for prompt_set in PROMPT_SETS:
         for rubric in rubrics:
             groups, dropped = judged(data, prompt_set, rubric)

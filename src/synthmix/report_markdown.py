@@ -9,6 +9,10 @@ from typing import Any
 
 from synthmix.report import FINETUNE, PERPLEXITIES, PREFERENCE, PROMPT_SETS, is_number, robustness_keys
 
+DEFINITIONS = {
+    "paper": "as the paper's code computes them",
+    "synthmix": "synthmix's own where they differ from the paper's",
+}
 RUBRIC_LABELS = {
     "harmfulness": "harmfulness (1-5)",
     "quality": "quality (1-5)",
@@ -94,8 +98,11 @@ def render_markdown(summary: dict[str, Any], alpha: float, figures: list[str]) -
     conditions = list(summary["conditions"])
     rows = summary["conditions"]
     seeds = summary.get("seeds") or []
+    definitions = summary.get("metric_definitions", "paper")
     out = [
         "# synthmix report",
+        "",
+        f'Metric definitions: **{definitions}** ({DEFINITIONS[definitions]}; README, "Metric definitions").',
         "",
         f"Conditions: {', '.join(conditions)}. {ci_note(seeds)} Per-item significance: Kruskal-Wallis, then "
         f"pairwise Mann-Whitney U with Bonferroni correction (alpha {alpha})"
@@ -145,6 +152,9 @@ def render_markdown(summary: dict[str, Any], alpha: float, figures: list[str]) -
     out += [""]
     for name in (*PERPLEXITIES, "lexical_diversity_individual"):
         out += _tests_lines(name, summary["tests"].get(name), alpha)
+    semantic = summary["tests"].get("semantic_diversity")
+    if semantic:
+        out += _tests_lines("semantic_diversity (sampled pairwise cosine distances)", semantic, alpha)
     data_div = summary.get("data_diversity")
     if data_div:
         out += ["", "### Training-data diversity (train split of each source and the human data)", ""]
@@ -184,7 +194,14 @@ def render_markdown(summary: dict[str, Any], alpha: float, figures: list[str]) -
         "## Self-preference bias",
         "",
         "Mean pairwise preference of each condition's model (as judge) for each candidate source, both orders "
-        "averaged (0.5 = no preference).",
+        "averaged (0.5 = no preference), from P(A) / (P(A) + P(B)) at the judge's first token"
+        + (
+            " after its sampling warpers (temperature, top-k, top-p: preference.judge_sampling), as the paper "
+            "read it; undefined_judgements counts the judgements where both letters had probability 0 (left out, "
+            "never read as 0.5)."
+            if definitions == "paper"
+            else " (raw probabilities, bare and space-prefixed letters)."
+        ),
         "",
     ]
     sources = sorted({s for c in conditions for s in (rows[c].get("preference") or {})})

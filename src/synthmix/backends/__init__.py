@@ -13,9 +13,10 @@ checkpoint) and yields one result per remaining request; `synthmix.runner.run_re
   log-probability is wanted. Results `{"id", "n_prompt_tokens", "tokens": {string: logprob or None}, "top":
   [[string, logprob], ...]}`: None where a string is not one token of the vocabulary, `top` the `top_n` most
   likely tokens (decoded), log-probabilities of the raw (unprocessed) distribution over the vocabulary.
-- `loglikelihood(requests, skip)`: the summed log-likelihood of a given answer. Requests are `{"id",
-  "messages", "response", "end_of_turn", "max_length"}`; results `{"id", "nll", "n_tokens", "truncated"}`
-  (see `synthmix.metrics.perplexity` for which tokens are scored).
+- `loglikelihood(requests, skip)`: the summed negative log-likelihood of a given answer. Requests are
+  `{"id", "messages", "response", "max_length"}`; results `{"id", "nll", "n_tokens", "nll_end", "n_end",
+  "truncated"}`: the response's tokens and, apart, the chat template's end-of-turn tokens after it (see
+  `synthmix.metrics.perplexity` for which tokens each definition scores).
 
 A backend that cannot offer a primitive raises `UnsupportedPrimitive` with what to use instead. Backends live
 in their own modules and register themselves with `@register(name)`; only the chosen backend's module is

@@ -245,21 +245,30 @@ class TransformersBackend:
     def loglikelihood(
         self, requests: Sequence[dict[str, Any]], skip: frozenset[str] = frozenset(), batch_size: int = 8
     ) -> Iterator[dict[str, Any]]:
-        from synthmix.metrics.perplexity import encode_for_scoring, fit_context, response_nll
+        from synthmix.backends.scoring import encode_for_scoring, fit_context, token_nll
 
         todo = [r for r in requests if r["id"] not in skip]
-        sequences, truncated = [], []
+        sequences, n_response, truncated = [], [], []
         for request in todo:
-            prompt_ids, response_ids = encode_for_scoring(
-                self.tokenizer, request["messages"], request["response"], request.get("end_of_turn", False)
+            prompt_ids, completion_ids, n = encode_for_scoring(
+                self.tokenizer, request["messages"], request["response"]
             )
             limit = request.get("max_length") or self.context_length or 2**31 - 1
-            prompt_ids, response_ids, cut = fit_context(prompt_ids, response_ids, limit)
-            sequences.append((prompt_ids, response_ids))
+            prompt_ids, completion_ids, cut = fit_context(prompt_ids, completion_ids, limit)
+            sequences.append((prompt_ids, completion_ids))
+            n_response.append(min(n, len(completion_ids)))
             truncated.append(cut)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        for index, nll, n_tokens in response_nll(self.model, sequences, batch_size, pad_token_id=pad):
-            yield {"id": todo[index]["id"], "nll": nll, "n_tokens": n_tokens, "truncated": truncated[index]}
+        for index, nlls in token_nll(self.model, sequences, batch_size, pad_token_id=pad):
+            n = n_response[index]
+            yield {
+                "id": todo[index]["id"],
+                "nll": float(sum(nlls[:n])),
+                "n_tokens": n,
+                "nll_end": float(sum(nlls[n:])),
+                "n_end": len(nlls) - n,
+                "truncated": truncated[index],
+            }
 
 
 def _accepts(model: Any, argument: str) -> bool:

@@ -11,7 +11,7 @@ from pydantic import (
     model_validator,
 )
 
-from synthmix.config.base import PositiveInt, Strict
+from synthmix.config.base import PositiveInt, Probability, Strict
 from synthmix.config.study import Generation
 
 
@@ -48,6 +48,17 @@ class Collapse(Strict):
         "other value: a local sentence-transformers folder; null: skip semantic_diversity and vendi_score",
     )
     seed: int = Field(default=42, description="seed of every sample drawn (paper: 42)")
+    seed_offsets: dict[str, int] = Field(
+        default={"single": 0, "multi": 1, "human": 2, "vanilla": 3},
+        description="metric_definitions paper: a condition's Self-BLEU samples are drawn with seed + its offset, "
+        "as the paper's code seeded each file 42 + its position in [single, multi, human, vanilla]; conditions "
+        "not listed use seed itself",
+    )
+    semantic_test_pairs: PositiveInt = Field(
+        default=10_000,
+        description="pairwise cosine distances sampled per run for the semantic-diversity significance tests "
+        "(paper: 10,000)",
+    )
 
 
 PROMPT_SETS = ("harmful", "jailbreak", "benign")
@@ -204,10 +215,23 @@ PAIRWISE_JUDGE_PROMPT = (  # Schaffelder & Gatt, Experiment 3, verbatim
     "You are a helpful assistant. Your task is to rank the two provided texts. Please explicitly write which of "
     "the two texts is of higher quality by writing the corresponding letter in the output, and nothing else."
 )
-ABSOLUTE_JUDGE_PROMPT = (  # the paper paraphrases it ("...overall quality... one to five... number only")
-    "You are a helpful assistant. Your task is to rate the provided text in terms of its overall quality on a "
-    "scale from one to five. Please answer with the number only, and nothing else."
+ABSOLUTE_JUDGE_PROMPT = (  # Schaffelder & Gatt, exp_3/absolute_ratings (absolute_8b_single_source.sh), verbatim
+    "You are a helpful assistant. Your task is to rate the provided text in terms of overall quality. The rating "
+    "should be from one to five, with 'one' being the lowest quality and 'five' being the highest quality. Please "
+    "write the number only, and nothing else."
 )
+
+
+class JudgeSampling(Strict):
+    """How the paper read its preference judge: the probabilities of the first generated token after
+    generate()'s sampling warpers (temperature, then top-k, then top-p), i.e. `outputs.scores[0]` with
+    temperature 0.7, top_p 0.9 and transformers' default top_k 50."""
+
+    temperature: Annotated[float, Field(gt=0.0)] = 0.7
+    top_k: Annotated[int, Field(ge=1, le=50)] = Field(
+        default=50, description="1-50: the judge stage keeps the 50 most likely first tokens (paper: 50)"
+    )
+    top_p: Probability = 0.9
 
 
 class Preference(Strict):
@@ -247,6 +271,11 @@ class Preference(Strict):
         default=None,
         description="optional jsonl of human pairwise labels {item, sources: [a, b], winner}; enables the "
         "equal-opportunity bias and excess-over-gold metrics (add the file to the stage's deps)",
+    )
+    judge_sampling: JudgeSampling = Field(
+        default=JudgeSampling(),
+        description="metric_definitions paper: the sampling warpers the judge's first-token probabilities pass "
+        "through before A and B are read (the paper's generate() settings)",
     )
 
     @field_validator("sources")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import typing
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -34,6 +34,11 @@ class Params(Strict):
         description="run seeds: fine-tuning, sampling and every per-condition evaluation run once per seed "
         "(stages <stage>@<condition>-<seed>); the seed sets LoRA init, data order and the target's sampling. "
         "The report gives means with 95% CIs across seeds (paper: one run, seed 42)",
+    )
+    metric_definitions: Literal["paper", "synthmix"] = Field(
+        default="paper",
+        description="paper: the metrics exactly as the paper's code computes them; synthmix: our definitions "
+        "where we think them better (README, 'Metric definitions')",
     )
     models: dict[Name, ModelSpec]
     data: DataConfig = DataConfig()

@@ -184,6 +184,11 @@ class DataConfig(Strict):
     max_response_chars: PositiveInt | None = Field(
         default=None, description="truncate long human responses (offline docs can be pages long)"
     )
+    dedupe: bool = Field(
+        default=True,
+        description="drop repeated prompts (the instruction after its context is merged in) before the split, "
+        "keeping the first, as the paper removed duplicate instructions; the count goes to the manifest",
+    )
 
 
 class TargetGeneration(RunSeeded, Generation):

@@ -28,8 +28,10 @@ from typing import Any
 import numpy as np
 
 from synthmix.metrics.self_bleu import lexical_diversity_aggregated, lexical_diversity_individual
-from synthmix.metrics.text import sample_sentences, word_tokens
+from synthmix.metrics.text import check_definitions, heaps_tokens, sample_sentences, word_tokens
 from synthmix.registry import Registry
+
+GROWTH_COLUMNS = ("tokens", "vocabulary")  # the vocabulary growth curve's TSV columns: N, V(N)
 
 # --------------------------------------------------------------------------------------------------------
 # n-gram measures
@@ -73,33 +75,32 @@ def compression_ratio(texts: Sequence[str]) -> float | None:
 # --------------------------------------------------------------------------------------------------------
 
 
-def vocabulary_growth(texts: Sequence[str], every: int = 1000) -> list[tuple[int, int]]:
-    """Vocabulary growth curve: (N, V(N)) every ``every`` tokens of the concatenated token stream, plus the
-    final point when the stream length is not a multiple of ``every``.
-
-    N is the number of tokens read, V the number of distinct types among them. Tokens are ``word_tokens`` of
-    each text, concatenated in order (paper §4.1 c: every 1,000 tokens; the paper concatenates raw strings
-    without a separator and uses NLTK ``word_tokenize``). Empty input gives an empty list.
+def vocabulary_growth(
+    tokens: Sequence[str], every: int = 1000, final_point: bool = False
+) -> list[tuple[int, int]]:
+    """Vocabulary growth curve of a token stream: (N, V(N)) at every full multiple of ``every`` tokens, where V is
+    the number of distinct tokens among the first N (paper §4.1 c, every 1,000 tokens; heaps_law.ipynb records
+    only full multiples). With ``final_point`` (the `synthmix` definitions) the stream's end is a point too when
+    its length is not a multiple of ``every``. Empty input gives an empty list.
     """
     if every < 1:
         raise ValueError(f"every must be >= 1 token, got {every}; the paper records V every 1000 tokens.")
     seen: set[str] = set()
     points = []
-    n_tokens = 0
-    for text in texts:
-        for token in word_tokens(text):
-            seen.add(token)
-            n_tokens += 1
-            if n_tokens % every == 0:
-                points.append((n_tokens, len(seen)))
-    if n_tokens % every:
-        points.append((n_tokens, len(seen)))
+    for n, token in enumerate(tokens, start=1):
+        seen.add(token)
+        if n % every == 0:
+            points.append((n, len(seen)))
+    if final_point and len(tokens) % every:
+        points.append((len(tokens), len(seen)))
     return points
 
 
-def fit_heaps(points: Sequence[tuple[int, int]]) -> dict[str, float]:
-    """Fit Heaps' law V = K * N**beta (Heaps 1978) to (N, V) points with ``scipy.optimize.curve_fit``
-    (least squares on V, as the paper), starting from the log-log linear fit log V = log K + beta log N.
+def fit_heaps(points: Sequence[tuple[int, int]], start: str = "paper") -> dict[str, float]:
+    """Fit Heaps' law V = K * N**beta (Heaps 1978) to (N, V) points with ``scipy.optimize.curve_fit``: least
+    squares on V in linear space, as heaps_law.ipynb. ``start`` is where the fit starts: ``"paper"``, curve_fit's
+    default (K, beta) = (1, 1) as the paper's code; ``"loglog"`` (`synthmix`), the log-log linear fit
+    log V = log K + beta log N, which converges on inputs where (1, 1) is far off.
 
     Returns ``{"K": K, "beta": beta}``. Raises ValueError for fewer than 2 points or a point with N <= 0 or
     V <= 0 (the power law is undefined there); RuntimeError from scipy if the fit does not converge.
@@ -115,7 +116,11 @@ def fit_heaps(points: Sequence[tuple[int, int]]) -> dict[str, float]:
     if (n_values <= 0).any() or (v_values <= 0).any():
         raise ValueError("fit_heaps needs N > 0 and V > 0 in every point, as vocabulary_growth gives.")
 
-    beta0, log_k0 = np.polyfit(np.log(n_values), np.log(v_values), 1)
+    if start == "loglog":
+        beta0, log_k0 = np.polyfit(np.log(n_values), np.log(v_values), 1)
+        options: dict[str, Any] = {"p0": (math.exp(log_k0), beta0), "maxfev": 10_000}
+    else:
+        options = {}  # p0 = (1, 1), curve_fit's default maxfev
 
     def heaps(n: np.ndarray, k: float, beta: float) -> np.ndarray:
         return k * n**beta
@@ -124,7 +129,7 @@ def fit_heaps(points: Sequence[tuple[int, int]]) -> dict[str, float]:
         # With exactly 2 points the fit is exact and scipy warns that it cannot estimate the covariance,
         # which we do not use.
         warnings.simplefilter("ignore", OptimizeWarning)
-        (k, beta), _ = curve_fit(heaps, n_values, v_values, p0=(math.exp(log_k0), beta0), maxfev=10_000)
+        (k, beta), _ = curve_fit(heaps, n_values, v_values, **options)
     return {"K": float(k), "beta": float(beta)}
 
 
@@ -160,6 +165,24 @@ def mean_pairwise_cosine_distance(embeddings: np.ndarray) -> float:
     return 1.0 - mean_cosine
 
 
+def pairwise_distance_sample(embeddings: np.ndarray, n: int = 10_000, seed: int = 42) -> list[float]:
+    """``n`` cosine distances drawn without replacement from all ordered pairs (i, j), i != j, of the rows.
+
+    As semantic_diversity.ipynb draws 10,000 values per group for its significance tests: from the row-major
+    off-diagonal vector of the distance matrix, with ``np.random.RandomState(seed).choice(..., replace=False)``
+    (the matrix itself is never built). All N(N-1) distances, in that order, when there are at most ``n``.
+    """
+    unit = _unit_rows(embeddings)
+    rows = unit.shape[0]
+    total = rows * (rows - 1)
+    picks = (
+        np.arange(total) if total <= n else np.random.RandomState(seed).choice(total, size=n, replace=False)
+    )
+    i, rest = np.divmod(picks, rows - 1)
+    j = rest + (rest >= i)  # skip the diagonal
+    return [float(d) for d in 1.0 - np.einsum("ij,ij->i", unit[i], unit[j])]
+
+
 def vendi_score(embeddings: np.ndarray) -> float:
     """Vendi score (Friedman & Dieng, TMLR 2023, arXiv 2210.02410) with the cosine kernel: exp of the Shannon
     entropy of the eigenvalues of K / n, K_ij = cos(e_i, e_j). The effective number of distinct items: 1 for
@@ -180,32 +203,47 @@ def vendi_score(embeddings: np.ndarray) -> float:
 
 class TextSet:
     """One set of texts (a condition's outputs, a source's training data) with the settings of the metrics
-    and the views they share, each computed once: valid sentences per text, the vocabulary growth curve, the
-    sampled sentences' embeddings. `settings` is params' `collapse` section; `embedder` the sentence
-    encoder's folder, or None when semantic metrics are off."""
+    and the views they share, each computed once: the vocabulary growth curve, the sampled sentences'
+    embeddings. `settings` is params' `collapse` section; `embedder` the sentence encoder's folder, or None
+    when semantic metrics are off; `definitions` the metric definition set (`paper` or `synthmix`); `seed` the
+    seed of this set's samples (default `settings.seed`)."""
 
-    def __init__(self, texts: Sequence[str], settings: Any, embedder: Path | None = None):
+    def __init__(
+        self,
+        texts: Sequence[str],
+        settings: Any,
+        embedder: Path | None = None,
+        definitions: str = "paper",
+        seed: int | None = None,
+    ):
         self.texts = list(texts)
         self.settings = settings
         self.embedder = embedder
+        self.definitions = check_definitions(definitions)
+        self.seed = settings.seed if seed is None else seed
 
     @cached_property
     def growth(self) -> list[tuple[int, int]]:
-        return vocabulary_growth(self.texts, self.settings.vocabulary_growth_every)
+        tokens = heaps_tokens(self.texts, self.definitions)
+        return vocabulary_growth(
+            tokens, self.settings.vocabulary_growth_every, self.definitions == "synthmix"
+        )
+
+    @cached_property
+    def sentences(self) -> list[str]:
+        """The sampled sentences of semantic diversity (`metrics.text.sample_sentences`)."""
+        return sample_sentences(
+            self.texts, self.settings.semantic_diversity_sentences, self.seed, self.definitions
+        )
 
     @cached_property
     def embeddings(self) -> np.ndarray | None:
-        """Embeddings of the sampled valid sentences; None when semantic metrics are off or < 2 sentences."""
-        if self.embedder is None:
-            return None
-        sentences = sample_sentences(
-            self.texts, self.settings.semantic_diversity_sentences, self.settings.seed
-        )
-        if len(sentences) < 2:
+        """Embeddings of the sampled sentences; None when semantic metrics are off or < 2 sentences."""
+        if self.embedder is None or len(self.sentences) < 2:
             return None
         from synthmix.metrics.embeddings import embed_sentences
 
-        return embed_sentences(sentences, self.embedder)
+        return embed_sentences(self.sentences, self.embedder)
 
 
 @dataclass(frozen=True)
@@ -250,7 +288,12 @@ def report_keys() -> list[str]:
 
 
 def diversity_metrics(
-    texts: Sequence[str], settings: Any, embedder: Path | None = None
+    texts: Sequence[str],
+    settings: Any,
+    embedder: Path | None = None,
+    definitions: str = "paper",
+    seed: int | None = None,
+    text_set: TextSet | None = None,
 ) -> tuple[dict[str, Any], list[tuple[int, int]]]:
     """Every registered diversity metric of one set of texts, and its vocabulary growth curve [(N, V(N))].
 
@@ -258,7 +301,7 @@ def diversity_metrics(
     or semantic diversity with fewer than 2 valid sentences) or switched off (semantic metrics without an
     `embedder`). Also `n_responses`, the size of the set.
     """
-    text_set = TextSet(texts, settings, embedder)
+    text_set = text_set or TextSet(texts, settings, embedder, definitions, seed)
     values: dict[str, Any] = {}
     for name, metric in DIVERSITY_METRICS.items():
         computed = metric.compute(text_set)
@@ -275,7 +318,7 @@ def _individual(texts: TextSet) -> dict[str, Any]:
     """100 - Self-BLEU within each response, averaged (paper §4.1 b, individual mode)."""
     settings = texts.settings
     result = lexical_diversity_individual(
-        texts.texts, settings.lexical_diversity_individual_responses, settings.seed
+        texts.texts, settings.lexical_diversity_individual_responses, texts.seed
     )
     return {"lexical_diversity_individual": result["lexical_diversity_individual"]}
 
@@ -285,7 +328,7 @@ def _aggregated(texts: TextSet) -> dict[str, Any]:
     """100 - Self-BLEU across the pooled sentences of sampled responses (paper §4.1 b, aggregated mode)."""
     settings = texts.settings
     result = lexical_diversity_aggregated(
-        texts.texts, settings.lexical_diversity_aggregated_responses, settings.seed
+        texts.texts, settings.lexical_diversity_aggregated_responses, texts.seed
     )
     return {"lexical_diversity_aggregated": result["lexical_diversity_aggregated"]}
 
@@ -300,7 +343,7 @@ def _heaps(texts: TextSet) -> dict[str, Any]:
             stacklevel=2,
         )
         return {"heaps_k": None, "heaps_beta": None}
-    fit = fit_heaps(texts.growth)
+    fit = fit_heaps(texts.growth, "paper" if texts.definitions == "paper" else "loglog")
     return {"heaps_k": fit["K"], "heaps_beta": fit["beta"]}
 
 

@@ -16,9 +16,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from synthmix.config import HUMAN, Params, ParamsError
+from synthmix.config import HUMAN, JudgeSampling, Params, ParamsError
 from synthmix.io import DataError, read_jsonl
-from synthmix.metrics.first_token import expected_rating, option_probabilities
+from synthmix.metrics.first_token import expected_rating, option_probabilities, paper_option_probabilities
 from synthmix.metrics.preference import (
     choice_probability,
     equal_opportunity_bias,
@@ -32,12 +32,27 @@ from synthmix.metrics.preference import (
 from synthmix.preference import CHOICES, RATINGS
 
 
-def read_pairwise(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Verdicts from pairwise judge records: {item, first, second, prob_a, prob_b, p_first} (p_first NaN when
-    the judge put no probability on either letter)."""
+def read_options(record: Mapping[str, Any], options: Sequence[str], definitions: str, sampling: Any) -> dict:
+    """P(option) for each answer option of one judge record, under the definition set: `paper`, the bare
+    token's probability after the sampling warpers (`sampling`: params preference.judge_sampling); `synthmix`,
+    the raw probability of its bare and space-prefixed forms."""
+    if definitions == "paper":
+        return paper_option_probabilities(
+            record["top"], options, sampling.temperature, sampling.top_k, sampling.top_p
+        )
+    return option_probabilities(record["logprobs"], options)
+
+
+def read_pairwise(
+    records: Sequence[Mapping[str, Any]], definitions: str = "paper", sampling: Any = None
+) -> list[dict[str, Any]]:
+    """Verdicts from pairwise judge records: {item, first, second, prob_a, prob_b, p_first}; p_first is
+    P(A) / (P(A) + P(B)), NaN where both are 0 (the normalisation is undefined: such a judgement counts in
+    `undefined_judgements` and is left out of every aggregate, never read as 0.5)."""
+    sampling = sampling or JudgeSampling()
     verdicts = []
     for record in records:
-        probs = option_probabilities(record["logprobs"], CHOICES)
+        probs = read_options(record, CHOICES, definitions, sampling)
         verdicts.append(
             {
                 "item": record["item"],
@@ -51,13 +66,17 @@ def read_pairwise(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return verdicts
 
 
-def read_absolute(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Absolute scores from single-text judge records: {item, source, score} (NaN: no mass on 1-5)."""
+def read_absolute(
+    records: Sequence[Mapping[str, Any]], definitions: str = "paper", sampling: Any = None
+) -> list[dict[str, Any]]:
+    """Absolute scores from single-text judge records: {item, source, score}, the expected rating over "1".."5"
+    renormalised over those tokens (absolute_ratings_analysis.ipynb); NaN where no digit has probability."""
+    sampling = sampling or JudgeSampling()
     return [
         {
             "item": record["item"],
             "source": record["source"],
-            "score": expected_rating(option_probabilities(record["logprobs"], RATINGS), RATINGS),
+            "score": expected_rating(read_options(record, RATINGS, definitions, sampling), RATINGS),
         }
         for record in records
     ]
@@ -154,7 +173,7 @@ def summarise(
         "self_preference_vs_human": vs_human,
         "position_consistency": _finite_or_none(position_consistency(judgements)),
         "choice_mass": sum(j["prob_a"] + j["prob_b"] for j in judgements) / len(judgements),
-        "undecided_judgements": sum(math.isnan(j["p_first"]) for j in judgements),
+        "undefined_judgements": sum(math.isnan(j["p_first"]) for j in judgements),
     }
     if absolute:
         scores = mean_absolute_scores(absolute)

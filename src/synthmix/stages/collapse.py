@@ -1,16 +1,18 @@
 """collapse@<condition>-<seed>: distribution collapse of one run (Schaffelder & Gatt, §4.1), no LLM.
 
-From the per-response perplexities that perplexity@ wrote and the run's own outputs (sample@):
+From the per-response log-likelihoods that perplexity@ wrote and the run's own outputs (sample@):
 
 - `own_output_perplexity` and `human_text_perplexity`: mean, median and IQR-cleaned mean
-  (`metrics.stats.summarize`);
+  (`metrics.stats.summarize`) of the per-response perplexities (`metrics.perplexity.perplexity`);
 - every registered diversity metric of the outputs (`metrics.diversity.DIVERSITY_METRICS`): lexical
   diversity (100 - Self-BLEU, individual and aggregated), Heaps' law K and beta, semantic diversity and Vendi
   score on sentence embeddings, distinct-1..4 and the compression ratio.
 
-Writes `<metrics>/metrics.json` (DVCLive) and the vocabulary growth curve `<metrics>/vocabulary_growth.tsv`
-(columns tokens, vocabulary) for `dvc plots`. Loads only the sentence embedder, never an LLM: every setting
-here reruns this stage alone.
+All under params `metric_definitions` (`paper` or `synthmix`; README, "Metric definitions"). Writes
+`<metrics>/metrics.json` (DVCLive), the vocabulary growth curve `<metrics>/vocabulary_growth.tsv` (columns
+tokens, vocabulary) for `dvc plots`, and `<out>/semantic_distances.json`, a seeded sample of the pairwise
+cosine distances that the report's semantic-diversity significance tests compare. Loads only the sentence
+embedder, never an LLM: every setting here reruns this stage alone.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from typing import Any
 
 from synthmix import paths
 from synthmix.config import load_run_params, run_stage
-from synthmix.io import read_jsonl, write_tsv
-from synthmix.metrics.diversity import diversity_metrics
+from synthmix.io import read_jsonl, write_json, write_tsv
+from synthmix.metrics.diversity import GROWTH_COLUMNS, TextSet, diversity_metrics, pairwise_distance_sample
 from synthmix.metrics.embeddings import embedder_provenance, embedding_model_path
+from synthmix.metrics.perplexity import perplexity
 from synthmix.metrics.stats import summarize
 from synthmix.provenance import Run, rounded
 from synthmix.stages import add_run_arguments
@@ -32,20 +35,28 @@ HELP = "distribution-collapse metrics of one run: perplexity summaries, diversit
 PERPLEXITIES = ("own_output_perplexity", "human_text_perplexity")
 SUMMARY_KEYS = ("mean", "median", "mean_iqr_cleaned", "n")
 GROWTH_FILE = "vocabulary_growth.tsv"
-GROWTH_COLUMNS = ("tokens", "vocabulary")  # N, V(N)
+DISTANCES = "semantic_distances.json"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_run_arguments(parser)
     parser.add_argument("--perplexity", default=None, help="default: data/perplexity/<condition>/<seed>")
     parser.add_argument("--samples", default=None, help="default: data/samples/<condition>/<seed>")
+    parser.add_argument("--out", default=None, help="default: data/collapse/<condition>/<seed>")
     parser.add_argument("--metrics", default=None, help="DVCLive folder (default: metrics/collapse/...)")
 
 
-def perplexity_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
+def perplexity_summary(records: list[dict[str, Any]], definitions: str) -> dict[str, Any]:
     """mean, median, mean_iqr_cleaned and n (responses with a perplexity) of the per-item perplexities."""
-    summary = summarize([r["perplexity"] for r in records if r["perplexity"] is not None])
+    values = [perplexity(r, definitions) for r in records]
+    summary = summarize([v for v in values if v is not None])
     return {key: summary[key] for key in SUMMARY_KEYS}
+
+
+def condition_seed(settings: Any, condition: str, definitions: str) -> int:
+    """The seed of a condition's samples: `collapse.seed`, plus the condition's offset (`collapse.seed_offsets`)
+    under the paper's definitions, whose code seeded each output file 42 + its position in its list."""
+    return settings.seed + (settings.seed_offsets.get(condition, 0) if definitions == "paper" else 0)
 
 
 def main(
@@ -54,23 +65,34 @@ def main(
     seed: int,
     perplexity: str | None = None,
     samples: str | None = None,
+    out: str | None = None,
     metrics: str | None = None,
     params_file: str = "params.yaml",
 ) -> None:
     params = load_run_params(params_file, condition, seed)
-    settings = params.collapse
+    settings, definitions = params.collapse, params.metric_definitions
     stage = run_stage("collapse", condition, seed)
-    run = Run(stage, {"collapse": settings.model_dump(exclude={"perplexity"})})
+    run = Run(
+        stage,
+        {"collapse": settings.model_dump(exclude={"perplexity"}), "metric_definitions": definitions},
+    )
     embedder = embedding_model_path(settings.embedding_model, Path(params_file).resolve().parent)
     scored = Path(perplexity or paths.perplexity(condition, seed))
     outputs = read_jsonl(
         Path(samples or paths.samples(condition, seed)) / paths.RESPONSES, required=("id", "response")
     )
     summary: dict[str, Any] = {
-        name: perplexity_summary(read_jsonl(scored / f"{name}.jsonl", required=("id", "perplexity")))
+        name: perplexity_summary(
+            read_jsonl(scored / f"{name}.jsonl", required=("id", "nll", "n_tokens", "nll_end", "n_end")),
+            definitions,
+        )
         for name in PERPLEXITIES
     }
-    values, growth = diversity_metrics([r["response"] for r in outputs], settings, embedder)
+    sample_seed = condition_seed(settings, condition, definitions)
+    texts = TextSet([r["response"] for r in outputs], settings, embedder, definitions, sample_seed)
+    values, growth = diversity_metrics(
+        texts.texts, settings, embedder, definitions, sample_seed, text_set=texts
+    )
     summary = rounded({**summary, **values})
 
     from dvclive import Live
@@ -79,11 +101,23 @@ def main(
     with Live(str(metrics_dir), dvcyaml=False, save_dvc_exp=False) as live:
         live.summary.update(summary)
     write_tsv(metrics_dir / GROWTH_FILE, GROWTH_COLUMNS, growth)
-    run.log(
-        embedding_model=embedder_provenance(settings.embedding_model)
-    )  # metrics-only outputs: no manifest
+    out_dir = Path(out or paths.collapse(condition, seed))
+    distances = (
+        pairwise_distance_sample(texts.embeddings, settings.semantic_test_pairs, sample_seed)
+        if texts.embeddings is not None
+        else []
+    )
+    write_json(out_dir / DISTANCES, {"sentences": len(texts.sentences), "distances": distances})
+    run.write(
+        out_dir,
+        condition=condition,
+        seed=seed,
+        sample_seed=sample_seed,
+        embedding_model=embedder_provenance(settings.embedding_model),
+    )
     print(
         f"{stage}: own-output perplexity (median) {summary[PERPLEXITIES[0]]['median']}, "
         f"human-text perplexity (median) {summary[PERPLEXITIES[1]]['median']}, "
-        f"lexical diversity (aggregated) {values['lexical_diversity_aggregated']} -> {metrics_dir}"
+        f"lexical diversity (aggregated) {values['lexical_diversity_aggregated']} ({definitions} definitions) "
+        f"-> {metrics_dir}"
     )

@@ -17,7 +17,7 @@ from pathlib import Path
 from synthmix import paths
 from synthmix.config import HUMAN, load_params
 from synthmix.io import DataError, read_jsonl, write_tsv
-from synthmix.metrics.diversity import diversity_metrics
+from synthmix.metrics.diversity import GROWTH_COLUMNS, diversity_metrics
 from synthmix.metrics.embeddings import embedder_provenance, embedding_model_path
 from synthmix.provenance import Run, rounded
 
@@ -44,9 +44,14 @@ def main(
     params = load_params(params_file)
     settings = params.collapse
     embedder = embedding_model_path(settings.embedding_model, Path(params_file).resolve().parent)
+    definitions = params.metric_definitions
     run = Run(
         "data_diversity",
-        {"collapse": settings.model_dump(exclude={"perplexity"}), "sources": list(params.sources)},
+        {
+            "collapse": settings.model_dump(exclude={"perplexity"}),
+            "sources": list(params.sources),
+            "metric_definitions": definitions,
+        },
     )
     texts: dict[str, list[str]] = {}
     for source in params.sources:
@@ -61,9 +66,9 @@ def main(
     out_dir = Path(out)
     blocks = {}
     for name, responses in texts.items():
-        values, growth = diversity_metrics(responses, settings, embedder)
+        values, growth = diversity_metrics(responses, settings, embedder, definitions)
         blocks[name] = rounded(values)
-        write_tsv(out_dir / "vocabulary_growth" / f"{name}.tsv", ("tokens", "vocabulary"), growth)
+        write_tsv(out_dir / "vocabulary_growth" / f"{name}.tsv", GROWTH_COLUMNS, growth)
 
     from dvclive import Live
 

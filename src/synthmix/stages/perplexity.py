@@ -8,8 +8,9 @@ prompt), with the backend primitive `loglikelihood` through the one resumable ru
 - `human_text_perplexity`: the human reference responses of the test set under the condition's model (base +
   adapter), the paper's PPL-v2 ("modelling of human text").
 
-Writes `<out>/{own_output_perplexity,human_text_perplexity}.jsonl` (one record per response: nll, n_tokens,
-perplexity) and `<out>/manifest.json`. The summaries, diversity and the rest are collapse@'s: changing them
+Writes `<out>/{own_output_perplexity,human_text_perplexity}.jsonl` (one record per response: the summed NLL
+of the response's tokens and, apart, of the chat template's end-of-turn tokens, so that either definition of
+`metrics.perplexity.perplexity` can be read from it) and `<out>/manifest.json`. The summaries, diversity and the rest are collapse@'s: changing them
 never reruns this stage.
 """
 
@@ -25,7 +26,6 @@ from synthmix import paths
 from synthmix.backends import load_backend, require
 from synthmix.config import PerplexitySettings, load_run_params, run_stage
 from synthmix.io import DataError, fingerprint, read_jsonl
-from synthmix.metrics.perplexity import perplexity_from_nll
 from synthmix.modelstore import adapter_fingerprint, adapter_or_none, model_revision
 from synthmix.prompts import chat_messages
 from synthmix.provenance import Run
@@ -73,14 +73,10 @@ def score(
             state["backend"] = load_backend(
                 BACKEND, str(model_dir), str(adapter_dir) if adapter_dir else None
             )
-        requests = [{**item, "end_of_turn": False, "max_length": settings.max_length} for item in todo]
+        requests = [{**item, "max_length": settings.max_length} for item in todo]
         loglikelihood = require(state["backend"], "loglikelihood")
         for result in loglikelihood(requests, done, batch_size=settings.batch_size):
-            yield {
-                **meta[result["id"]],
-                **result,
-                "perplexity": perplexity_from_nll(result["nll"], result["n_tokens"]),
-            }
+            yield {**meta[result["id"]], **result}
 
     finished = run_resumable(
         items, out_dir / f"{name}.jsonl", key, compute, desc=f"{desc} {name}", unit="response"

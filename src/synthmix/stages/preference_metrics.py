@@ -54,14 +54,23 @@ def main(
     sources = read_json(folder / paths.MANIFEST)["sources"]
     self_source = resolve_self_source(params, sources)
     settings = params.preference
-    run = Run(stage, {"preference": settings.model_dump(include={"self_source", "gold_labels"})})
+    definitions, sampling = params.metric_definitions, settings.judge_sampling
+    run = Run(
+        stage,
+        {
+            "preference": settings.model_dump(include={"self_source", "gold_labels", "judge_sampling"}),
+            "metric_definitions": definitions,
+        },
+    )
     gold = read_gold_labels(settings.gold_labels) if settings.gold_labels else None
     pairwise = read_pairwise(
         read_jsonl(folder / "judgements.jsonl", required=("item", "first", "second", "logprobs"))
     )
     absolute_file = folder / "absolute.jsonl"
     absolute = (
-        read_absolute(read_jsonl(absolute_file, required=("item", "source", "logprobs")))
+        read_absolute(
+            read_jsonl(absolute_file, required=("item", "source", "logprobs", "top")), definitions, sampling
+        )
         if absolute_file.exists()
         else []
     )

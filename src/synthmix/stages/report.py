@@ -40,9 +40,11 @@ def main(*, out: str = str(paths.REPORTS), root: str = ".", params_file: str = "
     conditions = list(params.conditions)
     out_dir, root_dir = Path(out), Path(root)
     out_dir.mkdir(parents=True, exist_ok=True)
-    run = Run("report", {"report": settings.model_dump()})
+    run = Run("report", {"report": settings.model_dump(), "metric_definitions": params.metric_definitions})
     scoring = params.robustness.scoring
-    data = collect(conditions, params.seeds, root_dir, params.robustness.judge.rubrics)
+    data = collect(
+        conditions, params.seeds, root_dir, params.robustness.judge.rubrics, params.metric_definitions
+    )
     summary = build_summary(
         data,
         settings.alpha,
