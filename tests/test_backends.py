@@ -216,6 +216,7 @@ def test_vllm_results_have_the_common_shape() -> None:
         "n_tokens": 3,
         "finish_reason": "stop",
         "prompt_truncated": False,
+        "served": None,
     }
     assert to_result(text_request, "abc", 4, [1] * 8, "length", True)["prompt_truncated"] is True
     assert to_result(text_request, "abc", 4, [1] * 8, "length")["finish_reason"] == "length"
@@ -258,12 +259,18 @@ def test_openai_replies_need_text_and_usage() -> None:
     reply["usage"] = {"prompt_tokens": 9, "completion_tokens": 4}
     assert parse_response(chat, reply) == {
         "id": "p0", "response": "Hi.", "n_prompt_tokens": 9, "n_tokens": 4, "finish_reason": "length",
-        "prompt_truncated": False,
+        "prompt_truncated": False, "served": {"model": None, "system_fingerprint": None},
     }  # fmt: skip
     reply["choices"][0]["finish_reason"] = "content_filter"
     assert parse_response(chat, reply)["finish_reason"] == "content_filter"
-    with pytest.raises(ApiError, match="no choices"):
-        parse_response(chat, {"choices": [], "usage": reply["usage"]})
+    # a provider that filters the prompt answers with no choice at all: a refusal, recorded and counted
+    refused = parse_response(chat, {"choices": [], "usage": reply["usage"], "model": "gpt-4o-2024-08-06"})
+    assert (refused["response"], refused["finish_reason"], refused["n_tokens"]) == ("", "refused", 0)
+    assert refused["served"] == {"model": "gpt-4o-2024-08-06", "system_fingerprint": None}
+    filtered = {"choices": [{"message": {"content": None}, "finish_reason": "content_filter"}], "usage": reply["usage"]}
+    assert parse_response(chat, filtered)["response"] == ""
+    with pytest.raises(ApiError, match="no choices"):  # a malformed reply is an error, not a refusal
+        parse_response(chat, {"choices": [{"message": {}}], "usage": reply["usage"]})
 
 
 def test_backoff_grows_with_jitter_and_honours_retry_after() -> None:
@@ -299,7 +306,8 @@ def answer_all(*args: Any, **kwargs: Any) -> dict[str, Any]:
 
 
 def _shape(record: dict[str, Any]) -> dict[str, str]:
-    return {key: type(value).__name__ for key, value in record.items()}
+    """Key -> value type; an API's provenance (`served`, `served_on`) is the one difference allowed."""
+    return {key: type(value).__name__ for key, value in record.items() if key not in ("served", "served_on")}
 
 
 def test_openai_records_match_transformers_records(

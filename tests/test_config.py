@@ -159,7 +159,7 @@ REJECTED = {
     "two model origins": (
         _set("models.tiny-b", {"hub": "org/model", "revision": "main", "path": "."}),
         "models.tiny-b",
-        ["exactly one of 'gguf', 'hub' or 'path'"],
+        ["exactly one of 'gguf', 'hub', 'path' or 'api'"],
     ),
     "target.own_source unknown": (
         _set("target.own_source", "alpah"),

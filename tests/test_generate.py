@@ -25,7 +25,7 @@ from synthmix.stages import generate
 
 RECORD_KEYS = {
     "id", "prompt_id", "split", "category", "source", "model", "response", "n_prompt_tokens", "n_tokens",
-    "finish_reason", "prompt_truncated", "model_revision", "backend", "sampling", "seed",
+    "finish_reason", "prompt_truncated", "served", "model_revision", "backend", "sampling", "seed",
 }  # fmt: skip
 
 

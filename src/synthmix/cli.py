@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from synthmix import cluster  # light: the `run` options; its driver is imported when the command runs
 from synthmix.config import ParamsError, load_params
 from synthmix.io import DataError
 from synthmix.mixing import MixError
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     checkpoints.add_argument(
         "--clean", action="store_true", help="remove the stale ones (their stage was published or restored)"
     )
+    cluster.add_arguments(sub.add_parser("run", help=cluster.HELP))
     for command in STAGES:
         module = stage_module(command)
         stage = sub.add_parser(command, help=module.HELP)
@@ -109,6 +111,11 @@ def run(args: argparse.Namespace) -> None:
         print(show(args.path))
     elif args.command == "checkpoints":
         list_checkpoints(args.clean)
+    elif args.command == "run":
+        options = {k: v for k, v in vars(args).items() if k not in ("command", "params")}
+        code = cluster.main(params_file=args.params, **options)
+        if code:
+            raise SystemExit(code)
     else:
         options = {k: v for k, v in vars(args).items() if k not in ("command", "params")}
         stage_module(args.command).main(params_file=args.params, **options)

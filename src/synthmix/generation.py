@@ -7,6 +7,8 @@ revision, the backend, the sampling settings and the seed.
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,8 @@ def answer_all(
     def compute(items: Sequence[Mapping[str, Any]], done: frozenset[str]):
         backend = load_backend(generation.backend, str(model_dir), str(adapter_dir) if adapter_dir else None)
         for result in require(backend, "generate")(list(items), generation, done):
+            if result.get("served"):  # an API's answer is a fact of its day
+                result = {**result, "served_on": time.strftime("%Y-%m-%d", time.gmtime())}
             yield {
                 **by_id[result["id"]].get("meta", {}),
                 **extra,
@@ -74,7 +78,12 @@ def answer_all(
         "empty_responses": sum(not r["response"] for r in records),
         "generated_tokens": sum(r["n_tokens"] for r in records),
         "truncated_prompts": sum(bool(r.get("prompt_truncated")) for r in records),
+        "refused_by_provider": sum(r["finish_reason"] in ("content_filter", "refused") for r in records),
     }
+    served = sorted({json.dumps(r["served"], sort_keys=True) for r in records if r.get("served")})
+    if served:  # an API: what it said it served (model ids, system fingerprints), and when
+        counts["served"] = [json.loads(item) for item in served]
+        counts["served_on"] = sorted({r["served_on"] for r in records if r.get("served_on")})
     return counts, {"resumed": finished.resumed}
 
 

@@ -67,10 +67,22 @@ def _torch_dtype(name: str, default: str = "float32") -> Any:
 
 
 def materialise(name: str, spec: ModelSpec, out_dir: str | Path) -> dict[str, Any]:
-    """Write `out_dir` as a plain checkpoint plus `model.json`; return the provenance record."""
+    """Write `out_dir` as a plain checkpoint plus `model.json`; return the provenance record. A model served
+    only behind an API has no weights: its folder holds `model.json` alone (the endpoint and the model name;
+    what the API says it served is recorded by each stage that calls it)."""
+    out_dir = Path(out_dir)
+    if spec.api is not None:
+        record = {
+            "name": name,
+            "origin": {"kind": "api", "base_url": spec.api.base_url, "model": spec.api.model},
+            "architecture": ["api"],
+            "parameters": None,
+            "stage": f"models@{name}",
+        }
+        write_json(out_dir / MODEL_MANIFEST, record)
+        return record
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    out_dir = Path(out_dir)
     tmp = Path(
         tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent if out_dir.parent.exists() else None)
     )
@@ -165,6 +177,8 @@ def model_revision(model_dir: str | Path) -> str:
         return f"{origin['package']}=={origin['package_version']}:{origin['sha256'][:12]}"
     if origin["kind"] == "hub":
         return f"{origin['hub']}@{origin.get('resolved_commit') or origin['revision']}"
+    if origin["kind"] == "api":
+        return f"api:{origin['model']}@{origin['base_url']}"
     return f"path:{origin['path']}"
 
 

@@ -36,7 +36,7 @@ from typing import Any
 from synthmix.backends import register
 from synthmix.config import Generation
 from synthmix.io import fingerprint
-from synthmix.modelstore import ModelError
+from synthmix.modelstore import ModelError, model_manifest
 from synthmix.prompts import cut_at_stop
 
 MAX_BACKOFF_S = 60.0
@@ -105,8 +105,29 @@ def request_body(request: dict[str, Any], settings: Generation, model: str) -> t
     return "completions", {**body, "prompt": request["text"]}
 
 
+# finish reasons with which a provider refuses to answer (the text is empty or partial); such records are kept
+# and counted as refused (`refused_by_provider` in the stage manifest), never dropped or asked again
+REFUSED = ("content_filter", "refused")
+
+
 def parse_response(request: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
-    """A synthmix result (`id, response, n_prompt_tokens, n_tokens, finish_reason`) from a JSON reply."""
+    """A synthmix result (`id, response, n_prompt_tokens, n_tokens, finish_reason, prompt_truncated, served`)
+    from a JSON reply. `served` is what the API says it served: the model id and, where given, the system
+    fingerprint. A reply without a choice (a provider's prompt filter) or a content-filter finish is a refusal:
+    recorded with finish_reason 'refused' or 'content_filter', never dropped or retried."""
+    served = {"model": data.get("model"), "system_fingerprint": data.get("system_fingerprint")}
+    choices = data.get("choices")
+    if isinstance(choices, list) and not choices:
+        usage = data.get("usage") or {}
+        return {
+            "id": request["id"],
+            "response": "",
+            "n_prompt_tokens": int(usage.get("prompt_tokens") or 0),
+            "n_tokens": 0,
+            "finish_reason": "refused",
+            "prompt_truncated": False,
+            "served": served,
+        }
     try:
         choice = data["choices"][0]
         text = choice["message"]["content"] if "messages" in request else choice["text"]
@@ -114,6 +135,8 @@ def parse_response(request: dict[str, Any], data: dict[str, Any]) -> dict[str, A
         raise ApiError(
             f"request '{request['id']}': the reply has no choices[0] text: {str(data)[:300]}"
         ) from None
+    if text is None and choice.get("finish_reason") in REFUSED:
+        text = ""
     usage = data.get("usage") or {}
     if not isinstance(usage.get("prompt_tokens"), int) or not isinstance(usage.get("completion_tokens"), int):
         raise ApiError(
@@ -131,17 +154,19 @@ def parse_response(request: dict[str, Any], data: dict[str, Any]) -> dict[str, A
         "n_tokens": usage["completion_tokens"],
         "finish_reason": str(reason),  # "stop", "length", or the server's own word (e.g. content_filter)
         "prompt_truncated": False,  # the server decides how to treat a long prompt (it refuses by default)
+        "served": served,
     }
 
 
 class Client:
     """POSTs JSON to one endpoint with retries; safe to share between threads."""
 
-    def __init__(self, settings: Generation, headers: dict[str, str]):
-        assert settings.api_base is not None  # config.Generation requires it for this backend
+    def __init__(self, settings: Generation, headers: dict[str, str], where: str = "generation.api_base"):
+        assert settings.api_base is not None  # config.Params requires it for this backend
         self.base = settings.api_base.rstrip("/")
         self.settings = settings
         self.headers = {"Content-Type": "application/json", "Accept": "application/json", **headers}
+        self.where = where  # the params key of the endpoint, for messages
         self.retries = 0  # retried attempts, for the log
         self._lock = threading.Lock()
         self._rng = random.Random(settings.seed)
@@ -157,11 +182,23 @@ class Client:
                 with urllib.request.urlopen(request, timeout=self.settings.request_timeout) as reply:
                     payload = reply.read()
                 try:
-                    return json.loads(payload)
+                    data = json.loads(payload)
                 except json.JSONDecodeError:
-                    raise ApiError(f"{url}: {label}: the reply is not JSON: {payload[:200]!r}") from None
+                    data = None
+                if not isinstance(data, dict):
+                    raise ApiError(
+                        f"{url}: {label}: not an OpenAI-compatible endpoint: the reply is not a JSON object "
+                        f"({payload[:120]!r}); check the api_base ({self.where})"
+                    ) from None
+                return data
             except urllib.error.HTTPError as error:
                 detail = error.read()[:500].decode("utf-8", "replace")
+                if error.code in (404, 405) and "model" not in detail.lower():
+                    raise ApiError(
+                        f"{url}: {label}: not an OpenAI-compatible endpoint (HTTP {error.code} on "
+                        f"/{path}: {detail[:200]}); check the api_base ({self.where})",
+                        error.code,
+                    ) from None
                 if not retryable(error.code):
                     raise ApiError(f"{url}: {label}: HTTP {error.code}: {detail}", error.code) from None
                 last, status = f"HTTP {error.code}: {detail}", error.code
@@ -190,6 +227,13 @@ class OpenAIBackend:
         self.adapter_dir = Path(adapter_dir) if adapter_dir else None
         self.truncated_prompts = 0  # the server truncates (or refuses) long prompts itself
         self.client: Client | None = None
+        name = self.model_dir.name
+        api_only = (self.model_dir / "model.json").is_file() and model_manifest(self.model_dir)["origin"][
+            "kind"
+        ] == "api"
+        # where a message should send the reader: the API-only model's entry, or the stage's generation settings
+        self.key_where = f"models.{name}.api.api_key_env" if api_only else "generation.api_key_env"
+        self.url_where = f"models.{name}.api.base_url" if api_only else "generation.api_base"
 
     def served_model(self, settings: Generation) -> str:
         """The model name to ask for: the adapter's run name, else api_model, else the model's key."""
@@ -197,17 +241,32 @@ class OpenAIBackend:
             return adapter_name(self.adapter_dir)
         return settings.api_model or self.model_dir.name
 
-    @staticmethod
-    def headers(settings: Generation) -> dict[str, str]:
+    def headers(self, settings: Generation) -> dict[str, str]:
         if settings.api_key_env is None:
             return {}
         key = os.environ.get(settings.api_key_env)
         if not key:
             raise ModelError(
-                f"generation.api_key_env names the environment variable {settings.api_key_env}, which is not "
-                f"set; export {settings.api_key_env}=<your key> (keys never go into params files)"
+                f"{self.key_where} names the environment variable {settings.api_key_env}, which is not set; "
+                f"export {settings.api_key_env}=<your key> (keys never go into params files). Nothing was sent"
             )
         return {"Authorization": f"Bearer {key}"}
+
+    def announce(self, remaining: list[dict[str, Any]], settings: Generation) -> None:
+        """Say what the stage is about to send, and stop before the first request if it exceeds the cap."""
+        characters = sum(
+            len(request.get("text", "")) + sum(len(m["content"]) for m in request.get("messages", []))
+            for request in remaining
+        )
+        print(
+            f"openai: {len(remaining)} request(s) to {settings.api_base} ({self.served_model(settings)}), about "
+            f"{characters // 4} prompt tokens (characters / 4), up to {settings.max_new_tokens} new tokens each"
+        )
+        if settings.max_requests is not None and len(remaining) > settings.max_requests:
+            raise ModelError(
+                f"generation.max_requests is {settings.max_requests}, but this stage would send {len(remaining)} "
+                "requests; nothing was sent. Raise max_requests (or null it) to allow them, or send fewer prompts"
+            )
 
     def answer(self, request: dict[str, Any], settings: Generation) -> dict[str, Any]:
         assert self.client is not None
@@ -218,8 +277,9 @@ class OpenAIBackend:
         self, requests: list[dict[str, Any]], settings: Generation, skip: frozenset[str] = frozenset()
     ) -> Iterator[dict[str, Any]]:
         """Yield one result per request not in `skip`, in the order they complete."""
-        self.client = Client(settings, self.headers(settings))
         remaining = [r for r in requests if r["id"] not in skip]
+        self.announce(remaining, settings)
+        self.client = Client(settings, self.headers(settings), self.url_where)
         todo = iter(remaining)
         # Submit only as many requests as there are workers, so none wait in the pool's queue: after a
         # failure nothing new starts, and the requests already sent are the only ones left to finish.

@@ -195,6 +195,7 @@ class TransformersBackend:
                     "n_tokens": len(tokens),
                     "finish_reason": "stop" if (ended or stopped) else "length",
                     "prompt_truncated": len(encoded[i]) < lengths[i],
+                    "served": None,  # what an API says it served; a local model is its model_revision
                 }
 
     # ---- next_token_logprobs ----

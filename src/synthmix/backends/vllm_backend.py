@@ -99,6 +99,7 @@ def to_result(
         "n_tokens": len(token_ids),
         "finish_reason": finish_reason,  # "stop", "length" (or "abort" if vLLM aborted the request)
         "prompt_truncated": prompt_truncated,
+        "served": None,  # what an API says it served; a local model is its model_revision
     }
 
 

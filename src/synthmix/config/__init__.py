@@ -39,6 +39,7 @@ from synthmix.config.params import (
     run_stage,
 )
 from synthmix.config.study import (
+    ApiModel,
     Condition,
     DataConfig,
     FewShotExample,
@@ -55,6 +56,7 @@ from synthmix.config.study import (
 
 __all__ = [
     "ABSOLUTE_JUDGE_PROMPT",
+    "ApiModel",
     "DEFAULT_SYSTEM_PROMPT",
     "HUMAN",
     "PAIRWISE_JUDGE_PROMPT",

@@ -88,9 +88,56 @@ class Params(Strict):
                 f"preference.sources: the judge's own source '{own or self.target.own_source}' must be one of "
                 f"the candidates ({', '.join(candidates)})"
             )
+        problems += self._endpoints()
         if problems:
             raise ValueError("\n".join(problems))  # format_errors prints one line per problem
         return self
+
+    def _endpoints(self) -> list[str]:
+        """Each model job's engine against its model: an API-only model (models.<name>.api) is reached with
+        backend openai, its endpoint, name and key variable filled in from the model entry; it is never
+        fine-tuned; backend openai with a model that has weights needs its api_base."""
+        problems: list[str] = []
+        target = self.models.get(self.target.model)
+        if target is not None and target.api is not None:
+            problems.append(
+                f"target.model: '{self.target.model}' is served only behind an API (models.{self.target.model}"
+                ".api) and cannot be fine-tuned; choose a model with weights (gguf, hub or path)"
+            )
+        jobs = [(f"sources.{key}.generation", source.model, source) for key, source in self.sources.items()]
+        jobs.append(("target.generation", self.target.model, self.target))
+        judge = self.robustness.judge.model or self.target.model
+        jobs.append(("robustness.judge.generation", judge, self.robustness.judge))
+        for key, model_name, owner in jobs:
+            model = self.models.get(model_name)
+            if model is None:
+                continue
+            generation = owner.generation
+            if model.api is not None:
+                if generation.backend != "openai":
+                    problems.append(
+                        f"{key}.backend: model '{model_name}' is served only behind an API (models.{model_name}"
+                        f".api): use backend openai (got '{generation.backend}')"
+                    )
+                    continue
+                owner.generation = generation.model_copy(
+                    update={
+                        "api_base": generation.api_base or model.api.base_url,
+                        "api_model": generation.api_model or model.api.model,
+                        "api_key_env": generation.api_key_env or model.api.api_key_env,
+                    }
+                )
+            elif generation.backend == "openai" and not generation.api_base:
+                problems.append(
+                    f"{key}.api_base: backend 'openai' needs api_base, the endpoint's base URL (e.g. "
+                    "http://127.0.0.1:8000/v1 for `vllm serve`), or a model served only behind an API "
+                    "(models.<name>.api)"
+                )
+        return problems
+
+    def api_model(self, name: str) -> bool:
+        """Whether models.<name> is served only behind an API (no weights)."""
+        return name in self.models and self.models[name].api is not None
 
     @field_validator("seeds")
     @classmethod

@@ -29,10 +29,50 @@ class GGUFModel(Strict):
     file: str = Field(description="file name of the GGUF inside the package (or assembled from its parts)")
 
 
+def _check_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError(f"an endpoint's base URL must start with http:// or https:// (got '{value}')")
+    return value
+
+
+def _check_key_name(value: str | None) -> str | None:
+    if value is not None and not value.replace("_", "").isalnum():
+        raise ValueError(
+            "api_key_env is the NAME of an environment variable (letters, digits, _), e.g. OPENAI_API_KEY; "
+            "never put the key itself in params"
+        )
+    return value
+
+
+class ApiModel(Strict):
+    """A model served only behind an OpenAI-compatible API: no weights to materialise. It can be a source or a
+    judge (text rubrics; first-token judging where the API returns log-probabilities), never a fine-tuning
+    target. Base URLs: OpenAI https://api.openai.com/v1, Gemini
+    https://generativelanguage.googleapis.com/v1beta/openai, Mistral https://api.mistral.ai/v1, Cohere
+    https://api.cohere.ai/compatibility/v1 (README, "API-only models")."""
+
+    base_url: str = Field(description="the endpoint's base URL, e.g. https://api.openai.com/v1")
+    model: str = Field(min_length=1, description="the provider's model name, e.g. gpt-4o-2024-08-06")
+    api_key_env: str | None = Field(
+        default=None, description="NAME of the environment variable holding the key (never the key itself)"
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _check_url(value)
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _key_name(cls, value: str | None) -> str | None:
+        return _check_key_name(value)
+
+
 class ModelSpec(Strict):
-    """Where a base model comes from: exactly one of `gguf`, `hub` (with `revision`) or `path`."""
+    """Where a base model comes from: exactly one of `gguf`, `hub` (with `revision`), `path` or `api`."""
 
     gguf: GGUFModel | None = None
+    api: ApiModel | None = Field(default=None, description="served only behind an OpenAI-compatible API")
     hub: str | None = Field(default=None, description="hub id, e.g. meta-llama/Llama-3.1-8B-Instruct")
     revision: str | None = Field(default=None, description="commit sha or tag that pins a hub model")
     path: str | None = Field(default=None, description="a local transformers checkpoint folder")
@@ -40,9 +80,9 @@ class ModelSpec(Strict):
 
     @model_validator(mode="after")
     def _one_origin(self) -> ModelSpec:
-        given = [name for name in ("gguf", "hub", "path") if getattr(self, name) is not None]
+        given = [name for name in ("gguf", "hub", "path", "api") if getattr(self, name) is not None]
         if len(given) != 1:
-            raise ValueError(f"give exactly one of 'gguf', 'hub' or 'path' (got {given or 'none'})")
+            raise ValueError(f"give exactly one of 'gguf', 'hub', 'path' or 'api' (got {given or 'none'})")
         if self.hub is not None and not self.revision:
             raise ValueError(
                 f"hub model '{self.hub}' needs 'revision' (a commit sha or tag) so that runs are reproducible"
@@ -92,6 +132,11 @@ class Generation(Strict):
     retry_backoff: Annotated[float, Field(ge=0.0)] = Field(
         default=1.0, description="openai: first retry delay in seconds; doubles on every retry (max 60 s)"
     )
+    max_requests: PositiveInt | None = Field(
+        default=None,
+        description="openai: the most requests one stage may send; a stage that would send more stops before "
+        "the first (a cost guard for paid APIs). None: no cap",
+    )
     request_timeout: Annotated[float, Field(gt=0.0)] = Field(
         default=300.0, description="openai: seconds to wait for one response"
     )
@@ -110,6 +155,7 @@ class Generation(Strict):
         operational = {
             "max_concurrency",
             "max_retries",
+            "max_requests",
             "retry_backoff",
             "request_timeout",
             "api_key_env",
@@ -128,24 +174,16 @@ class Generation(Strict):
 
     @model_validator(mode="after")
     def _backend_options(self) -> Generation:
-        if self.backend == "openai":
-            if not self.api_base:
-                raise ValueError(
-                    "backend 'openai' needs api_base, the endpoint's base URL "
-                    "(e.g. http://127.0.0.1:8000/v1 for `vllm serve`, https://api.openai.com/v1)"
-                )
-            if not self.api_base.startswith(("http://", "https://")):
-                raise ValueError(f"api_base must start with http:// or https:// (got '{self.api_base}')")
+        # backend 'openai' without api_base is checked by Params, which knows whether the model is API-only (its
+        # endpoint then comes from models.<name>.api)
+        if self.api_base is not None:
+            _check_url(self.api_base)
         if self.tensor_parallel_size > 1 and self.backend != "vllm":
             raise ValueError(
                 f"tensor_parallel_size {self.tensor_parallel_size} needs backend 'vllm' (backend "
                 f"'{self.backend}' runs a model on one device); set backend: vllm or tensor_parallel_size: 1"
             )
-        if self.api_key_env is not None and not self.api_key_env.replace("_", "").isalnum():
-            raise ValueError(
-                "api_key_env is the NAME of an environment variable (letters, digits, _), e.g. "
-                "OPENAI_API_KEY; never put the key itself in params"
-            )
+        _check_key_name(self.api_key_env)
         return self
 
 

@@ -28,4 +28,7 @@ def main(*, name: str, out: str | None = None, params_file: str = "params.yaml")
     out_dir = Path(out) if out else paths.base_model(name)
     record = materialise(name, params.models[name], out_dir)
     run.log()  # model.json is the manifest of a model folder; the run log keeps the wall time
-    print(f"models@{name}: {record['architecture'][0]}, {record['parameters']:,} parameters -> {out_dir}")
+    if record["origin"]["kind"] == "api":
+        print(f"models@{name}: served only behind {record['origin']['base_url']} -> {out_dir}")
+    else:
+        print(f"models@{name}: {record['architecture'][0]}, {record['parameters']:,} parameters -> {out_dir}")
