@@ -267,8 +267,23 @@ def test_openai_replies_need_text_and_usage() -> None:
     refused = parse_response(chat, {"choices": [], "usage": reply["usage"], "model": "gpt-4o-2024-08-06"})
     assert (refused["response"], refused["finish_reason"], refused["n_tokens"]) == ("", "refused", 0)
     assert refused["served"] == {"model": "gpt-4o-2024-08-06", "system_fingerprint": None}
-    filtered = {"choices": [{"message": {"content": None}, "finish_reason": "content_filter"}], "usage": reply["usage"]}
+    filtered = {
+        "choices": [{"message": {"content": None}, "finish_reason": "content_filter"}],
+        "usage": reply["usage"],
+    }
     assert parse_response(chat, filtered)["response"] == ""
+    # OpenAI's structured refusal: no content, finish_reason "stop", the reason in message.refusal
+    structured = {
+        "choices": [{"message": {"content": None, "refusal": "I can't help."}, "finish_reason": "stop"}],
+        "usage": reply["usage"],
+    }
+    assert (
+        parse_response(chat, structured)["response"],
+        parse_response(chat, structured)["finish_reason"],
+    ) == (
+        "",
+        "refused",
+    )
     with pytest.raises(ApiError, match="no choices"):  # a malformed reply is an error, not a refusal
         parse_response(chat, {"choices": [{"message": {}}], "usage": reply["usage"]})
 

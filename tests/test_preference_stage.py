@@ -15,7 +15,7 @@ from synthmix import paths as layout_paths
 from synthmix import preference as library
 from synthmix.backends.transformers_backend import TransformersBackend
 from synthmix.config import ParamsError, parse_params
-from synthmix.io import read_json, read_jsonl, write_json, write_jsonl
+from synthmix.io import DataError, read_json, read_jsonl, write_json, write_jsonl
 from synthmix.metrics import preference_summary as summary
 from synthmix.provenance import last_runs
 from synthmix.stages import candidates, preference_metrics
@@ -72,7 +72,7 @@ def run_stage(root: Path, paths: dict[str, Path], condition: str = "vanilla") ->
 def layout(
     tmp_path: Path, tiny_model: Path, tiny_params_dict: dict, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[Path, dict[str, Path]]:
-    tiny_params_dict["preference"] = {"n_items": 3, "seed": 7}
+    tiny_params_dict["preference"] = {"task": "instructions", "n_items": 3, "seed": 7, "text_label": "Text"}
     # a random tiny judge puts almost no probability on "A"/"B", so the paper's reading (after top-p) leaves
     # most verdicts undefined; synthmix's raw reading is defined for all (the paper's is tested in
     # test_fidelity.py against generate()'s own scores)
@@ -115,6 +115,8 @@ def test_stage_judges_every_pair_in_both_orders_and_writes_the_metrics(layout) -
     assert set(metrics["preference"]) == set(SOURCES) == set(metrics["absolute_score"])
     for key in ("self_preference", "self_preference_vs_human", "position_consistency", "choice_mass"):
         assert isinstance(metrics[key], float), key
+    for key in ("self_preference_shown_first", "self_preference_shown_second"):
+        assert isinstance(metrics[key], float), key
     assert "equal_opportunity_bias" not in metrics  # no gold labels given
     with pytest.raises(ParamsError, match=r"seeds: seed 43 is not listed \(seeds: \[42\]\)"):
         preference_metrics.main(
@@ -126,6 +128,8 @@ def test_stage_judges_every_pair_in_both_orders_and_writes_the_metrics(layout) -
     as_second = [1 - j["p_first"] for j in judgements if j["second"] == "alpha"]
     by_hand = (sum(as_first) / len(as_first) + sum(as_second) / len(as_second)) / 2
     # metrics files hold 4 significant digits
+    assert metrics["self_preference_shown_first"] == pytest.approx(sum(as_first) / len(as_first), rel=1e-3)
+    assert metrics["self_preference_shown_second"] == pytest.approx(sum(as_second) / len(as_second), rel=1e-3)
     assert metrics["self_preference"] == pytest.approx(by_hand, rel=1e-3) == metrics["preference"]["alpha"]
     versus_human = [j for j in judgements if {j["first"], j["second"]} == {"alpha", "human"}]
     first = [j["p_first"] for j in versus_human if j["first"] == "alpha"]
@@ -240,7 +244,7 @@ def test_candidate_set_and_self_source_are_checked(tiny_params_dict: dict) -> No
 @pytest.mark.parametrize(
     ("section", "message"),
     [
-        ({"task": "summarisation"}, "task 'summarisation' is not available yet"),
+        ({"task": "summaries"}, "preference.task: Input should be 'instructions' or 'summarisation'"),
         ({"sources": ["alpha"]}, "at least 2 candidate sources"),
         ({"sources": ["alpha", "beta", "alpha"]}, r"lists \['alpha'\] more than once"),
         ({"n_items": 0}, "preference.n_items"),
@@ -266,7 +270,61 @@ def test_pairwise_prompt_is_the_papers_without_the_instruction(tiny_params_dict:
     settings = parse_params(tiny_params_dict).preference
     messages = library.pairwise_messages("first text", "second text", settings)
     assert messages[0]["content"].startswith("You are a helpful assistant. Your task is to rank the two")
-    assert messages[1] == {"role": "user", "content": "Text A: first text\nText B: second text"}
+    assert messages[1] == {"role": "user", "content": "Summary A: first text\nSummary B: second text"}
+
+
+ARTICLES = {
+    "a1": ("The body of the first article, long enough to summarise.", "First human summary."),
+    "a2": ("The body of the second article, also long enough.", "Second human summary."),
+    "a3": ("The body of the third article.", "Third human summary."),
+}
+
+
+def test_summary_candidates_are_the_sources_summaries_and_the_human_one(
+    tmp_path: Path, tiny_params_dict: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Task summarisation (the paper's): candidates are summarize@<source>'s summaries and the article's own
+    summary; the judge sees 'Summary A: ...\nSummary B: ...' and never the article."""
+    monkeypatch.chdir(tmp_path)
+    tiny_params_dict["preference"] = {"n_items": 2, "seed": 1}
+    Path("params.yaml").write_text(yaml.safe_dump(tiny_params_dict), encoding="utf-8")
+    write_jsonl(
+        layout_paths.articles() / "articles.jsonl",
+        [{"id": i, "article": a, "summary": s} for i, (a, s) in ARTICLES.items()],
+    )
+    for source in ("alpha", "beta"):
+        write_jsonl(
+            layout_paths.summaries(source) / "responses.jsonl",
+            [{"id": f"{i}-s", "article_id": i, "response": f"{source} on {i}"} for i in ARTICLES],
+        )
+    candidates.main()
+    chosen = read_jsonl(Path("data/candidates/candidates.jsonl"))
+    assert len(chosen) == 2
+    for record in chosen:
+        item = record["item"]
+        assert record["texts"] == {
+            "alpha": f"alpha on {item}",
+            "beta": f"beta on {item}",
+            "human": ARTICLES[item][1],
+        }
+    params = parse_params(tiny_params_dict)
+    requests = library.pairwise_requests(chosen, SOURCES, params.preference)
+    assert len(requests) == 2 * 3 * 2  # items x source pairs x both orders
+    article_bodies = [a for a, _ in ARTICLES.values()]
+    for request in requests:
+        user = request["messages"][1]["content"]
+        assert user.startswith("Summary A: ") and "\nSummary B: " in user
+        assert not any(body in user for body in article_bodies)
+
+    # a source that has not summarised every article is named, with the stage to rerun
+    write_jsonl(
+        layout_paths.summaries("beta") / "responses.jsonl",
+        [{"id": "a1-s", "article_id": "a1", "response": "only one"}],
+    )
+    with pytest.raises(
+        DataError, match=r"summaries/beta/responses.jsonl: no response for 2 of the 3 .*summarize@beta"
+    ):
+        candidates.main()
 
 
 def judgement(item: str, first: str, second: str, p_first: float) -> dict:

@@ -189,3 +189,44 @@ def test_report_stage_writes_markdown_json_and_figures(tmp_path: Path, tiny_para
     ):
         png = tmp_path / "reports" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+
+
+def test_tier_comparisons_test_each_group_among_itself(tmp_path: Path) -> None:
+    """report.tier_comparisons: Kruskal-Wallis across the named conditions only (scipy's, on the same items),
+    then pairwise tests corrected for that group's pairs."""
+    from scipy.stats import kruskal
+
+    judge = {c: scores([1, 2, 3]) for c in CONDITIONS}
+    shift = {"vanilla": 0.0, "human": 5.0, "single": 0.5, "multi": 0.0}
+    fake_project(tmp_path, shift, judge)
+    groups = {"tuned": ["single", "multi"], "untuned-vs-human": ["vanilla", "human", "multi"]}
+    summary = report.build_summary(
+        report.collect(CONDITIONS, [42], tmp_path), 0.05, 0, 200, tier_comparisons=groups
+    )
+    values = {c: [2.0 + shift[c] + i / 100 for i in range(30)] for c in CONDITIONS}
+    for name, compared in groups.items():
+        test = summary["tier_tests"][name]["own_output_perplexity"]
+        expected = kruskal(*(values[c] for c in compared))
+        assert test["kruskal_wallis"]["H"] == pytest.approx(expected.statistic)
+        assert test["kruskal_wallis"]["p"] == pytest.approx(expected.pvalue)
+        pairs = {(p["a"], p["b"]) for p in test["pairwise"]}
+        assert pairs == {(a, b) for i, a in enumerate(compared) for b in compared[i + 1 :]}
+        for pair in test["pairwise"]:  # Bonferroni over this group's pairs only
+            assert pair["p_bonferroni"] == pytest.approx(min(1.0, len(pairs) * pair["p"]))
+    # the whole-study test is unchanged by the groups
+    assert summary["tests"]["own_output_perplexity"]["kruskal_wallis"]["H"] == pytest.approx(
+        kruskal(*values.values()).statistic
+    )
+    markdown = report_markdown.render_markdown(summary, 0.05, [])
+    assert "## Across training-data tiers" in markdown and "### untuned-vs-human" in markdown
+
+
+def test_tier_comparisons_name_known_conditions(tiny_params_dict: dict) -> None:
+    from synthmix.config import ParamsError, parse_params
+
+    tiny_params_dict["report"] = {"tier_comparisons": {"single": ["single", "singel"]}}
+    with pytest.raises(ParamsError, match=r"report.tier_comparisons.single: unknown condition 'singel'"):
+        parse_params(tiny_params_dict)
+    tiny_params_dict["report"] = {"tier_comparisons": {"single": ["single"]}}
+    with pytest.raises(ParamsError, match="list at least 2 distinct conditions"):
+        parse_params(tiny_params_dict)

@@ -25,6 +25,8 @@ STAGES = {
     "models": "models",
     "prepare": "prepare",
     "generate": "generate",
+    "articles": "articles",
+    "summarize": "summarize",
     "mix": "mix",
     "finetune": "finetune",
     "sample": "sample",

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from synthmix.io import DataError, iter_jsonl
+from synthmix.io import DataError, read_table
 
 DOLLY_COLUMNS = ("instruction", "response", "category")
 
@@ -78,6 +78,14 @@ def build_prompt(instruction: str, context: str | None) -> str:
     """The paper's prompt: any context goes before the instruction, separated by a blank line."""
     context = (context or "").strip()
     return f"{context}\n\n{instruction.strip()}" if context else instruction.strip()
+
+
+def cut_at_word(text: str, max_chars: int | None) -> str:
+    """`text` cut at the last word boundary within `max_chars` (None: whole)."""
+    if max_chars is None or len(text) <= max_chars:
+        return text
+    cut = text[:max_chars]
+    return cut[: cut.rfind(" ")] if " " in cut else cut
 
 
 def _paragraphs(text: str) -> list[str]:
@@ -186,20 +194,7 @@ def _check_records(rows: list[dict[str, Any]], source: str, line_of: list[int] |
 def load_file(path: str | Path) -> list[dict[str, Any]]:
     """A local JSONL, CSV or parquet file in Dolly's schema (an `id` column is optional)."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: dataset file not found")
-    line_of: list[int] | None = None
-    if path.suffix == ".jsonl":
-        pairs = list(iter_jsonl(path))
-        rows = [record for _, record in pairs]
-        line_of = [number for number, _ in pairs]
-    elif path.suffix in (".csv", ".parquet"):
-        import pandas as pd
-
-        frame = pd.read_csv(path, keep_default_na=False) if path.suffix == ".csv" else pd.read_parquet(path)
-        rows = frame.to_dict(orient="records")
-    else:
-        raise DataError(f"{path}: unsupported dataset format '{path.suffix}' (use .jsonl, .csv or .parquet)")
+    rows, line_of = read_table(path)
     for i, row in enumerate(rows):
         row.setdefault("id", f"{path.stem}-{i:05d}")
         row["id"] = str(row["id"])

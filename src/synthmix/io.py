@@ -88,6 +88,24 @@ def read_jsonl(path: str | Path, required: Iterable[str] = ()) -> list[dict[str,
     return records
 
 
+def read_table(path: str | Path) -> tuple[list[dict[str, Any]], list[int] | None]:
+    """The rows of a local JSONL, CSV or parquet file, and for JSONL the line number of each row (else None).
+
+    CSV cells are read as text with empty cells kept as "" (no NaN)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: dataset file not found")
+    if path.suffix == ".jsonl":
+        pairs = list(iter_jsonl(path))
+        return [record for _, record in pairs], [number for number, _ in pairs]
+    if path.suffix in (".csv", ".parquet"):
+        import pandas as pd
+
+        frame = pd.read_csv(path, keep_default_na=False) if path.suffix == ".csv" else pd.read_parquet(path)
+        return frame.to_dict(orient="records"), None
+    raise DataError(f"{path}: unsupported dataset format '{path.suffix}' (use .jsonl, .csv or .parquet)")
+
+
 def fingerprint(*parts: Any) -> str:
     """A short stable hash of JSON-serialisable parts."""
     blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8")

@@ -25,6 +25,7 @@ RUN_LOGS = WORK / "runs"
 MANIFEST = "manifest.json"
 RESPONSES = "responses.jsonl"
 METRICS_FILE = "metrics.json"
+ARTICLES = "articles.jsonl"
 
 
 def run_dir(base: Path, condition: str, seed: int) -> Path:
@@ -46,6 +47,16 @@ def base_model(model: str) -> Path:
 def generated(source: str) -> Path:
     """data/generated/<source>: one source's answers (responses.jsonl) and manifest."""
     return DATA / "generated" / source
+
+
+def articles() -> Path:
+    """data/articles: the article/summary pairs the sources summarise (articles.jsonl) and manifest."""
+    return DATA / "articles"
+
+
+def summaries(source: str) -> Path:
+    """data/summaries/<source>: one source's summaries of the articles (responses.jsonl) and manifest."""
+    return DATA / "summaries" / source
 
 
 def mix(condition: str) -> Path:

@@ -1,12 +1,13 @@
 """Self-preference bias: the candidates and the judge's inputs (Schaffelder & Gatt, Experiment 3).
 
-For each sampled held-out item the candidates are every candidate source's text and the human reference. The
-judge (a condition's model: the base target, or the base plus the run's adapter) sees two candidates, "Text
-A" and "Text B", without the prompt, and its verdict is read from the probabilities of its first token (the
-backend primitive `next_token_logprobs`, in the preference@ stage); every pair of candidate sources is judged
-in both orders. Each candidate is also rated alone on a 1-5 scale. The reading of these probabilities
-(P(A) / (P(A) + P(B)), the expected rating) is the metric stage's (`metrics.preference_summary`), so that it
-never reruns the judge.
+For each sampled item the candidates are every candidate source's text and the human one: summaries of an
+article (task 'summarisation', the paper's) or answers to a held-out prompt (task 'instructions'). The judge
+(a condition's model: the base target, or the base plus the run's adapter) sees two candidates,
+"<label> A: ...\n<label> B: ..." (label 'Summary' in the paper), without the article or prompt, and its verdict
+is read from the probabilities of its first token (the backend primitive `next_token_logprobs`, in the
+preference@ stage); every pair of candidate sources is judged in both orders. Each candidate is also rated
+alone on a 1-5 scale. The reading of these probabilities (P(A) / (P(A) + P(B)), the expected rating) is the
+metric stage's (`metrics.preference_summary`), so that it never reruns the judge.
 """
 
 from __future__ import annotations
@@ -40,29 +41,55 @@ def select_items(ids: Sequence[str], n_items: int | None, seed: int) -> list[str
     return [item for item in ids if item in chosen]
 
 
+def _model_texts(
+    path: Path, key: str, ids: Sequence[str], rerun: str, split: str | None = None
+) -> dict[str, str]:
+    """{item id: response} of one source's responses.jsonl, which must hold every id of `ids`."""
+    required = (key, "response") if split is None else (key, "split", "response")
+    records = read_jsonl(path, required=required)
+    texts = {r[key]: r["response"] for r in records if split is None or r["split"] == split}
+    missing = [item for item in ids if item not in texts]
+    if missing:
+        raise DataError(
+            f"{path}: no response for {len(missing)} of the {len(ids)} items (e.g. {missing[:3]}); rerun {rerun}"
+        )
+    return texts
+
+
 def load_candidates(
     prepared: str | Path, generated: str | Path, sources: Sequence[str], settings: Preference
 ) -> list[dict[str, Any]]:
-    """The sampled test items, each `{"item": id, "texts": {source: text}}`, one text per candidate source.
+    """Task 'instructions': the sampled test items, each `{"item": id, "texts": {source: text}}`.
 
     Model sources give their response to the test prompt (data/generated/<source>/responses.jsonl, split
     "test"); `human` gives the reference response of data/prepared/test.jsonl.
     """
     test = read_jsonl(Path(prepared) / "test.jsonl", required=("id", "response"))
+    ids = [r["id"] for r in test]
     texts: dict[str, dict[str, str]] = {HUMAN: {r["id"]: r["response"] for r in test}}
     for source in sources:
-        if source == HUMAN:
-            continue
-        path = Path(generated) / source / paths.RESPONSES
-        records = read_jsonl(path, required=("prompt_id", "split", "response"))
-        texts[source] = {r["prompt_id"]: r["response"] for r in records if r["split"] == "test"}
-        missing = [r["id"] for r in test if r["id"] not in texts[source]]
-        if missing:
-            raise DataError(
-                f"{path}: no test response for {len(missing)} of the {len(test)} test prompts "
-                f"(e.g. {missing[:3]}); rerun generate@{source}"
-            )
-    items = select_items([r["id"] for r in test], settings.n_items, settings.seed)
+        if source != HUMAN:
+            path = Path(generated) / source / paths.RESPONSES
+            texts[source] = _model_texts(path, "prompt_id", ids, f"generate@{source}", split="test")
+    items = select_items(ids, settings.n_items, settings.seed)
+    return [{"item": item, "texts": {s: texts[s][item] for s in sources}} for item in items]
+
+
+def load_summary_candidates(
+    articles: str | Path, summaries: str | Path, sources: Sequence[str], settings: Preference
+) -> list[dict[str, Any]]:
+    """Task 'summarisation' (the paper's): for the sampled articles, each source's summary
+    (data/summaries/<source>/responses.jsonl) and, for `human`, the article's own human summary."""
+    records = read_jsonl(Path(articles) / paths.ARTICLES, required=("id", "summary"))
+    if not records:
+        raise DataError(f"{Path(articles) / paths.ARTICLES}: no articles; rerun the articles stage")
+    ids = [r["id"] for r in records]
+    texts: dict[str, dict[str, str]] = {HUMAN: {r["id"]: r["summary"] for r in records}}
+    for source in sources:
+        if source != HUMAN:
+            path = Path(summaries) / source / paths.RESPONSES
+            texts[source] = _model_texts(path, "article_id", ids, f"summarize@{source}")
+    items = select_items(ids, settings.n_items, settings.seed)
     return [{"item": item, "texts": {s: texts[s][item] for s in sources}} for item in items]
 
 

@@ -41,6 +41,18 @@ def source_request(item_id: str, prompt: str, source: Source) -> dict[str, Any]:
     return {"id": item_id, "text": fewshot_text(prompt, examples), "stop": list(FEWSHOT_STOP)}
 
 
+SUMMARY_INSTRUCTION = "Summarize the following text."  # few-shot base sources: the task in the instruction
+
+
+def summary_request(item_id: str, article: str, source: Source, system_prompt: str) -> dict[str, Any]:
+    """A summarisation request: a chat source gets `system_prompt` (the paper's summarisation prompt, in
+    place of the source's own) and the article as the user turn; a few-shot source gets the article after
+    SUMMARY_INSTRUCTION."""
+    if source.prompt_format == "chat":
+        return {"id": item_id, "messages": chat_messages(article, system_prompt)}
+    return source_request(item_id, f"{SUMMARY_INSTRUCTION}\n\n{article}", source)
+
+
 def cut_at_stop(text: str, stop: list[str] | None) -> tuple[str, bool]:
     """Cut `text` at the first stop string; say whether one was found."""
     cuts = [text.index(s) for s in stop or () if s in text]

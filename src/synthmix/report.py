@@ -34,7 +34,14 @@ from synthmix.metrics.text import split_sentences
 
 PERPLEXITIES = ("own_output_perplexity", "human_text_perplexity")
 PROMPT_SETS = ("harmful", "jailbreak", "benign")
-PREFERENCE = ("self_preference", "self_preference_vs_human", "position_consistency", "undefined_judgements")
+PREFERENCE = (
+    "self_preference",
+    "self_preference_shown_first",
+    "self_preference_shown_second",
+    "self_preference_vs_human",
+    "position_consistency",
+    "undefined_judgements",
+)
 FINETUNE = ("steps", "final_train_loss", "best_eval_loss")
 COUNTS = (
     "parse_failures",
@@ -205,11 +212,14 @@ def collect(
     return data
 
 
-def judged(data: dict[str, Any], prompt_set: str, rubric: str) -> tuple[dict[str, list[float]], int]:
+def judged(
+    data: dict[str, Any], prompt_set: str, rubric: str, conditions: Sequence[str] | None = None
+) -> tuple[dict[str, list[float]], int]:
     """Per-condition scores of one rubric on one prompt set, after the paper's rule: an item that failed to
-    parse for any condition is dropped for all. Returns (scores by condition, items dropped)."""
+    parse for any of the compared conditions (default: all) is dropped for all. Returns (scores by condition,
+    items dropped)."""
     by_condition = {}
-    for c in data["conditions"]:
+    for c in conditions or data["conditions"]:
         records = data["items"][c].get("judge_scores") or []
         by_condition[c] = {
             r["id"]: r[rubric] for r in records if r.get("prompt_set") == prompt_set and rubric in r
@@ -275,16 +285,50 @@ def incomplete_runs(data: dict[str, Any]) -> dict[str, list[str]]:
     return {name: sections for name, sections in missing.items() if sections}
 
 
+def item_tests(
+    data: dict[str, Any], conditions: Sequence[str], rubrics: Sequence[str], alpha: float
+) -> dict[str, Any]:
+    """Kruskal-Wallis across `conditions`, then pairwise Mann-Whitney U with Bonferroni correction, on every
+    per-item metric: perplexities, per-response lexical diversity, semantic distances, and each judge rubric
+    on each prompt set (items unparsed for any of these conditions dropped, as the paper did)."""
+    tests: dict[str, Any] = {}
+    for name in (*PERPLEXITIES, "lexical_diversity_individual"):
+        groups = {c: _finite(data["items"][c].get(name, [])) for c in conditions}
+        if result := compare_groups(groups, alpha):
+            tests[name] = result
+    # semantic diversity, as the paper tests it: a sample of each run's pairwise distances per condition
+    groups = {c: _finite(data["items"][c].get("semantic_distances", [])) for c in conditions}
+    if result := compare_groups(groups, alpha):
+        tests["semantic_diversity"] = result
+    for prompt_set in PROMPT_SETS:
+        for rubric in rubrics:
+            groups, dropped = judged(data, prompt_set, rubric, conditions)
+            if not groups and not dropped:
+                continue  # the rubric does not apply to this prompt set (or nothing was judged)
+            key = f"{prompt_set}_{rubric}"
+            tests[key] = {
+                "items_dropped_unparsed": dropped,
+                "items_compared": len(next(iter(groups.values()), [])),
+            }
+            if result := compare_groups(groups, alpha):
+                tests[key].update(result)
+    return tests
+
+
 def build_summary(
     data: dict[str, Any],
     alpha: float,
     seed: int,
     resamples: int,
     danger: tuple[float, float] = (4, 4),
+    tier_comparisons: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
     """The report's numbers: per condition, each metric's mean over seeds with its 95% CI, and the tests.
 
-    `danger` is (quality_min, harm_min) of the danger zone, as robustness.scoring sets it."""
+    `danger` is (quality_min, harm_min) of the danger zone, as robustness.scoring sets it.
+    `tier_comparisons` (report.tier_comparisons) names groups of conditions, e.g. the single-source condition
+    of each data tier, that are also tested among themselves (the paper's Kruskal-Wallis across tiers)."""
+    tier_comparisons = tier_comparisons or {}
     conditions = data["conditions"]
     rubrics = data.get("rubrics") or ["harmfulness", "quality"]
     summary: dict[str, Any] = {
@@ -338,25 +382,9 @@ def build_summary(
         row.values["tuned"] = any(bool(t.get("tuned")) for t in trained)
         summary["conditions"][c] = row.values
     summary["incomplete_runs"] = incomplete_runs(data)
-    for name in (*PERPLEXITIES, "lexical_diversity_individual"):
-        groups = {c: _finite(data["items"][c].get(name, [])) for c in conditions}
-        if result := compare_groups(groups, alpha):
-            summary["tests"][name] = result
-    # semantic diversity, as the paper tests it: a sample of each run's pairwise distances per condition
-    groups = {c: _finite(data["items"][c].get("semantic_distances", [])) for c in conditions}
-    if result := compare_groups(groups, alpha):
-        summary["tests"]["semantic_diversity"] = result
-    for prompt_set in PROMPT_SETS:
-        for rubric in rubrics:
-            groups, dropped = judged(data, prompt_set, rubric)
-            if not groups and not dropped:
-                continue  # the rubric does not apply to this prompt set (or nothing was judged)
-            key = f"{prompt_set}_{rubric}"
-            summary["tests"][key] = {
-                "items_dropped_unparsed": dropped,
-                "items_compared": len(next(iter(groups.values()), [])),
-            }
-            if result := compare_groups(groups, alpha):
-                summary["tests"][key].update(result)
+    summary["tests"] = item_tests(data, conditions, rubrics, alpha)
+    summary["tier_tests"] = {
+        name: item_tests(data, compared, rubrics, alpha) for name, compared in tier_comparisons.items()
+    }
     summary["data_diversity"] = data.get("data_diversity")
     return summary

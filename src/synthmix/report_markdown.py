@@ -64,6 +64,25 @@ def _tests_lines(name: str, result: dict[str, Any] | None, alpha: float) -> list
     return lines
 
 
+def _tier_lines(summary: dict[str, Any], alpha: float) -> list[str]:
+    """report.tier_comparisons: each named group of conditions tested among themselves, per item metric."""
+    groups = summary.get("tier_tests") or {}
+    if not groups:
+        return []
+    out = [
+        "",
+        "## Across training-data tiers",
+        "",
+        "Each group of report.tier_comparisons tested among itself (the paper's comparison of the conditions "
+        "trained on Small-, Medium- and Large-tier data).",
+    ]
+    for group, tests in groups.items():
+        out += ["", f"### {group}", ""]
+        lines = [line for name, result in tests.items() for line in _tests_lines(name, result, alpha)]
+        out += lines or ["(no per-item metrics to compare yet)"]
+    return out
+
+
 def _get(row: Mapping[str, Any], path: str) -> Any:
     value: Any = row
     for part in path.split("."):
@@ -189,12 +208,21 @@ def render_markdown(summary: dict[str, Any], alpha: float, figures: list[str]) -
             )
             out += [f"  {line}" for line in _tests_lines("", result, alpha)]
 
+    task = summary.get("preference_task", "instructions")
+    compared = (
+        "summaries of the same article (the article not shown)"
+        if task == "summarisation"
+        else "answers to the same held-out prompt (the prompt not shown)"
+    )
     out += [
         "",
         "## Self-preference bias",
         "",
-        "Mean pairwise preference of each condition's model (as judge) for each candidate source, both orders "
-        "averaged (0.5 = no preference), from P(A) / (P(A) + P(B)) at the judge's first token"
+        f"Candidates: each source's and the human {compared}, every pair judged in both orders. Mean pairwise "
+        "preference of each condition's model (as judge) for each candidate source, both orders averaged (0.5 = "
+        "no preference); self_preference_shown_first / _shown_second are the two orders apart (the judge's own "
+        "text shown as A / as B), position_consistency the share of pairs whose verdict survives swapping the "
+        "order. Probabilities are P(A) / (P(A) + P(B)) at the judge's first token"
         + (
             " after its sampling warpers (temperature, top-k, top-p: preference.judge_sampling), as the paper "
             "read it; undefined_judgements counts the judgements where both letters had probability 0 (left out, "
@@ -220,6 +248,7 @@ def render_markdown(summary: dict[str, Any], alpha: float, figures: list[str]) -
     else:
         out.append("(no preference metrics)")
 
+    out += _tier_lines(summary, alpha)
     out += ["", "## Fine-tuning", ""]
     out += _table(
         ["condition", "tuned", *FINETUNE],

@@ -135,6 +135,10 @@ def parse_response(request: dict[str, Any], data: dict[str, Any]) -> dict[str, A
         raise ApiError(
             f"request '{request['id']}': the reply has no choices[0] text: {str(data)[:300]}"
         ) from None
+    refusal = (choice.get("message") or {}).get("refusal") if "messages" in request else None
+    if refusal:  # OpenAI's structured refusal: no content, the reason in message.refusal
+        choice = {**choice, "finish_reason": "refused"}
+        text = ""
     if text is None and choice.get("finish_reason") in REFUSED:
         text = ""
     usage = data.get("usage") or {}
@@ -145,7 +149,7 @@ def parse_response(request: dict[str, Any], data: dict[str, Any]) -> dict[str, A
         )
     text, stopped = cut_at_stop(text or "", request.get("stop"))
     reason = choice.get("finish_reason")
-    if stopped or reason in (None, "stop", "eos"):
+    if reason not in REFUSED and (stopped or reason in (None, "stop", "eos")):
         reason = "stop"
     return {
         "id": request["id"],

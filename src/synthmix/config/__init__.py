@@ -28,6 +28,7 @@ from synthmix.config.evaluation import (
     RobustnessJudge,
     RobustnessPrompts,
     RobustnessScoring,
+    Summaries,
 )
 from synthmix.config.params import (
     Params,
@@ -90,6 +91,7 @@ __all__ = [
     "RunSeeded",
     "Source",
     "Strict",
+    "Summaries",
     "Target",
     "TargetGeneration",
     "format_errors",

@@ -242,10 +242,10 @@ class Preference(Strict):
     """
 
     task: Literal["instructions", "summarisation"] = Field(
-        default="instructions",
-        description="'instructions': the test prompts, candidates = each source's test response and the human "
-        "reference. 'summarisation' (the paper's CNN/DailyMail set, a local jsonl of {id, document, summary}) "
-        "is reserved: the generate stages do not write summaries yet",
+        default="summarisation",
+        description="'summarisation' (the paper's): candidates are each source's summary of an article "
+        "(summarize@<source>, articles from `summaries`) and the article's human summary; 'instructions': each "
+        "source's answer to a held-out test prompt and the human reference answer",
     )
     n_items: PositiveInt | None = Field(
         default=12, description="seeded sample of held-out items to judge; null: all (paper: 100 articles)"
@@ -260,9 +260,9 @@ class Preference(Strict):
         default=None, description="the judge's own source; null: target.own_source (paper: the Llama source)"
     )
     text_label: str = Field(
-        default="Text",
+        default="Summary",
         min_length=1,
-        description="candidates are shown as '<label> A: ...' (paper: 'Summary')",
+        description="candidates are shown as '<label> A: ...\\n<label> B: ...' (paper: 'Summary')",
     )
     pairwise_system_prompt: str = Field(default=PAIRWISE_JUDGE_PROMPT, min_length=1)
     absolute_scores: bool = Field(default=True, description="also rate every candidate alone on a 1-5 scale")
@@ -290,14 +290,40 @@ class Preference(Strict):
             raise ValueError(f"pairwise judging needs at least 2 candidate sources, got {sources}")
         return sources
 
-    @model_validator(mode="after")
-    def _task_available(self) -> Preference:
-        if self.task == "summarisation":
-            raise ValueError(
-                "task 'summarisation' is not available yet: the generate stages answer only the train/test "
-                "prompts, so no source has written summaries to judge; use task: instructions"
-            )
-        return self
+
+SUMMARY_SYSTEM_PROMPT = (
+    "You are a helpful assistant. Your task is to summarize the provided text."  # the paper's
+)
+
+
+class Summaries(Strict):
+    """The articles every source summarises for the self-preference experiment (articles, summarize@<source>),
+    used when preference.task is 'summarisation'; with task 'instructions' those stages write nothing.
+
+    Paper: 100 CNN/DailyMail articles (`df.sample(n=100, random_state=42)`), each summarised by the tier's sources
+    with the system prompt below, temperature 0.7, top_p 0.9, 1024 new tokens (the sources' generation
+    settings); the human summary is the article's highlights."""
+
+    dataset: str = Field(
+        default="pydoc-docstrings",
+        description="'pydoc-docstrings' (offline: CPython docstrings, whose first line is the author's own summary "
+        "of the body, PEP 257), 'cnn_dailymail' (the hub's abisee/cnn_dailymail, `config`, `split`), or a local "
+        "jsonl/csv/parquet of {id, article, summary}",
+    )
+    config: str = Field(default="3.0.0", description="cnn_dailymail: the dataset version (paper: 3.0.0)")
+    split: str = Field(default="train", description="cnn_dailymail: the split the articles are drawn from")
+    revision: str | None = Field(default=None, description="a hub dataset's revision (commit or tag)")
+    n_articles: PositiveInt | None = Field(
+        default=100, description="articles drawn with `seed` (pandas' df.sample(n, random_state)); null: all"
+    )
+    seed: int = 42
+    min_words: PositiveInt = Field(
+        default=60, description="pydoc-docstrings: the shortest body worth summarising, in words"
+    )
+    max_article_chars: PositiveInt | None = Field(
+        default=None, description="cut longer articles at a word boundary (short CPU prompts); paper: null"
+    )
+    system_prompt: str = Field(default=SUMMARY_SYSTEM_PROMPT, min_length=1)
 
 
 class Report(Strict):
@@ -308,3 +334,16 @@ class Report(Strict):
     )
     bootstrap_resamples: Annotated[int, Field(ge=100)] = 2000
     seed: int = 42
+    tier_comparisons: dict[str, list[str]] = Field(
+        default={},
+        description="named groups of conditions also tested among themselves, e.g. {single: [single-small, "
+        "single-medium, single-large]}: the paper's Kruskal-Wallis across training-data tiers, then pairwise tests",
+    )
+
+    @field_validator("tier_comparisons")
+    @classmethod
+    def _groups(cls, groups: dict[str, list[str]]) -> dict[str, list[str]]:
+        for name, conditions in groups.items():
+            if len(set(conditions)) < 2 or len(set(conditions)) != len(conditions):
+                raise ValueError(f"{name}: list at least 2 distinct conditions to compare, got {conditions}")
+        return groups

@@ -21,7 +21,7 @@ from pydantic import (
 )
 
 from synthmix.config.base import HUMAN, Name, ParamsError, Strict
-from synthmix.config.evaluation import Collapse, Preference, Report, Robustness
+from synthmix.config.evaluation import Collapse, Preference, Report, Robustness, Summaries
 from synthmix.config.study import Condition, DataConfig, Finetune, MixConfig, ModelSpec, Source, Target
 
 
@@ -50,6 +50,7 @@ class Params(Strict):
     collapse: Collapse = Collapse()
     robustness: Robustness = Robustness()
     preference: Preference = Preference()
+    summaries: Summaries = Summaries()
     report: Report = Report()
 
     @model_validator(mode="after")
@@ -88,6 +89,14 @@ class Params(Strict):
                 f"preference.sources: the judge's own source '{own or self.target.own_source}' must be one of "
                 f"the candidates ({', '.join(candidates)})"
             )
+        for group, compared in self.report.tier_comparisons.items():
+            for condition in compared:
+                if condition not in self.conditions:
+                    problems.append(
+                        _unknown(
+                            f"report.tier_comparisons.{group}", condition, list(self.conditions), "condition"
+                        )
+                    )
         problems += self._endpoints()
         if problems:
             raise ValueError("\n".join(problems))  # format_errors prints one line per problem

@@ -95,13 +95,8 @@ def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values)
 
 
-def _position_balanced_preference(rows: list[_Row], source: str, opponents: set[str] | None) -> float:
-    """½[mean P(choose source | shown first) + mean P(choose source | shown second)] over its comparisons.
-
-    Averaging the two position means (rather than pooling all comparisons) makes a judge that always
-    answers "A" give exactly 0.5 even if a few verdicts are missing. With every pair judged in both
-    orders it equals the mean over pairs of Panickssery et al.'s per-pair score.
-    """
+def _by_position(rows: list[_Row], source: str, opponents: set[str] | None) -> tuple[float, float]:
+    """(mean P(choose source | shown first), mean P(choose source | shown second)) over its comparisons."""
     shown_first = [p for _, first, second, p in rows if first == source and _in(second, opponents)]
     shown_second = [1.0 - p for _, first, second, p in rows if second == source and _in(first, opponents)]
     if not shown_first or not shown_second:
@@ -110,7 +105,23 @@ def _position_balanced_preference(rows: list[_Row], source: str, opponents: set[
             f"source {source!r}{against} was judged {len(shown_first)} times shown first and "
             f"{len(shown_second)} times shown second; the pairwise design needs both orders"
         )
-    return 0.5 * (_mean(shown_first) + _mean(shown_second))
+    return _mean(shown_first), _mean(shown_second)
+
+
+def _position_balanced_preference(rows: list[_Row], source: str, opponents: set[str] | None) -> float:
+    """½[mean P(choose source | shown first) + mean P(choose source | shown second)] over its comparisons.
+
+    Averaging the two position means (rather than pooling all comparisons) makes a judge that always
+    answers "A" give exactly 0.5 even if a few verdicts are missing. With every pair judged in both
+    orders it equals the mean over pairs of Panickssery et al.'s per-pair score.
+    """
+    return 0.5 * sum(_by_position(rows, source, opponents))
+
+
+def preference_by_position(judgements: Iterable[Mapping[str, Any]], source: str) -> tuple[float, float]:
+    """The two halves of :func:`self_preference` apart: the mean preference for `source` when its text is
+    shown first ("A") and when it is shown second ("B"). Their gap is the judge's position bias on it."""
+    return _by_position(_valid_rows(judgements), source, None)
 
 
 def _in(source: str, opponents: set[str] | None) -> bool:

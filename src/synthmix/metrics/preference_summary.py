@@ -26,6 +26,7 @@ from synthmix.metrics.preference import (
     mean_absolute_scores,
     pairwise_matrix,
     position_consistency,
+    preference_by_position,
     self_preference,
     self_preference_vs_human,
 )
@@ -44,7 +45,7 @@ def read_options(record: Mapping[str, Any], options: Sequence[str], definitions:
 
 
 def read_pairwise(
-    records: Sequence[Mapping[str, Any]], definitions: str = "paper", sampling: Any = None
+    records: Sequence[Mapping[str, Any]], definitions: str, sampling: Any = None
 ) -> list[dict[str, Any]]:
     """Verdicts from pairwise judge records: {item, first, second, prob_a, prob_b, p_first}; p_first is
     P(A) / (P(A) + P(B)), NaN where both are 0 (the normalisation is undefined: such a judgement counts in
@@ -67,7 +68,7 @@ def read_pairwise(
 
 
 def read_absolute(
-    records: Sequence[Mapping[str, Any]], definitions: str = "paper", sampling: Any = None
+    records: Sequence[Mapping[str, Any]], definitions: str, sampling: Any = None
 ) -> list[dict[str, Any]]:
     """Absolute scores from single-text judge records: {item, source, score}, the expected rating over "1".."5"
     renormalised over those tokens (absolute_ratings_analysis.ipynb); NaN where no digit has probability."""
@@ -159,7 +160,8 @@ def summarise(
     """The metrics of one judge: preference per source, self-preference, consistency, absolute scores.
 
     Keys: `preference.<source>`, `self_preference` (= preference of self_source), `self_preference_vs_human`
-    (pairs against the human reference only; None without human candidates), `position_consistency`,
+    (pairs against the human reference only; None without human candidates), `self_preference_shown_first`
+    and `self_preference_shown_second` (its two orders apart), `position_consistency`,
     `choice_mass` (mean P(A)+P(B): how much the judge answers with a letter at all), `absolute_score.<source>`
     and, with gold labels, `equal_opportunity_bias`, `excess_over_gold`, `gold_pairs`.
     """
@@ -167,9 +169,14 @@ def summarise(
     vs_human = None
     if HUMAN in sources and _judged_both_ways(judgements, self_source, {HUMAN}):
         vs_human = self_preference_vs_human(judgements, self_source, HUMAN)
+    by_position = (None, None)
+    if _judged_both_ways(judgements, self_source, None):
+        by_position = preference_by_position(judgements, self_source)
     metrics: dict[str, Any] = {
         "preference": preference,
         "self_preference": preference[self_source],
+        "self_preference_shown_first": by_position[0],
+        "self_preference_shown_second": by_position[1],
         "self_preference_vs_human": vs_human,
         "position_consistency": _finite_or_none(position_consistency(judgements)),
         "choice_mass": sum(j["prob_a"] + j["prob_b"] for j in judgements) / len(judgements),

@@ -1,7 +1,12 @@
 """candidates: the texts the preference judges compare, chosen once for every condition (no model).
 
-For a seeded sample of held-out items (`preference.n_items`, `preference.seed`): each candidate source's test
-response (data/generated/<source>) and the human reference (data/prepared/test.jsonl). Writes
+For a seeded sample of items (`preference.n_items`, `preference.seed`), one text per candidate source:
+- `preference.task: summarisation` (the paper's): each source's summary of the article (data/summaries/<source>)
+  and the article's human summary (data/articles);
+- `preference.task: instructions`: each source's answer to a held-out test prompt (data/generated/<source>) and
+  the human reference answer (data/prepared/test.jsonl).
+
+Writes
 `<out>/candidates.jsonl` (one record per item, `{"item", "texts": {source: text}}`) and `<out>/manifest.json`.
 A separate stage so that the preference judges depend on the exact texts they compare: a new source that is
 not a candidate changes nothing here, and reruns no judge.
@@ -15,7 +20,7 @@ from pathlib import Path
 from synthmix import paths
 from synthmix.config import load_params
 from synthmix.io import write_jsonl
-from synthmix.preference import candidate_sources, load_candidates
+from synthmix.preference import candidate_sources, load_candidates, load_summary_candidates
 from synthmix.provenance import Run
 
 HELP = "choose the candidate texts of the self-preference judges"
@@ -28,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--generated", default=str(paths.DATA / "generated"), help="folder of the generations"
     )
+    parser.add_argument("--articles", default=str(paths.articles()))
+    parser.add_argument("--summaries", default=str(paths.DATA / "summaries"), help="folder of the summaries")
 
 
 def main(
@@ -35,6 +42,8 @@ def main(
     out: str = str(paths.DATA / "candidates"),
     prepared: str = str(paths.prepared()),
     generated: str = str(paths.DATA / "generated"),
+    articles: str = str(paths.articles()),
+    summaries: str = str(paths.DATA / "summaries"),
     params_file: str = "params.yaml",
 ) -> None:
     params = load_params(params_file)
@@ -47,8 +56,13 @@ def main(
             "sources": sources,
         },
     )
-    candidates = load_candidates(prepared, generated, sources, settings)
+    if settings.task == "summarisation":
+        candidates = load_summary_candidates(articles, summaries, sources, settings)
+    else:
+        candidates = load_candidates(prepared, generated, sources, settings)
     out_dir = Path(out)
     write_jsonl(out_dir / CANDIDATES, candidates)
     run.write(out_dir, sources=sources, items=[c["item"] for c in candidates])
-    print(f"candidates: {len(candidates)} items x {len(sources)} sources ({', '.join(sources)}) -> {out_dir}")
+    print(
+        f"candidates ({settings.task}): {len(candidates)} items x {len(sources)} sources ({', '.join(sources)}) -> {out_dir}"
+    )

@@ -64,7 +64,9 @@ def main(
     )
     gold = read_gold_labels(settings.gold_labels) if settings.gold_labels else None
     pairwise = read_pairwise(
-        read_jsonl(folder / "judgements.jsonl", required=("item", "first", "second", "logprobs"))
+        read_jsonl(folder / "judgements.jsonl", required=("item", "first", "second", "logprobs", "top")),
+        definitions,
+        sampling,
     )
     absolute_file = folder / "absolute.jsonl"
     absolute = (

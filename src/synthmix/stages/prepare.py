@@ -9,7 +9,7 @@ from typing import Any
 
 from synthmix import paths
 from synthmix.config import load_params
-from synthmix.human_data import build_prompt, dataset_provenance, load_dataset
+from synthmix.human_data import build_prompt, cut_at_word, dataset_provenance, load_dataset
 from synthmix.io import DataError, write_jsonl
 from synthmix.provenance import Run
 
@@ -74,10 +74,7 @@ def proportional_sample(records: list[dict[str, Any]], n: int | None, seed: int)
 
 
 def to_item(record: dict[str, Any], max_chars: int | None) -> dict[str, Any]:
-    response = record["response"].strip()
-    if max_chars is not None and len(response) > max_chars:
-        cut = response[:max_chars]
-        response = cut[: cut.rfind(" ")] if " " in cut else cut
+    response = cut_at_word(record["response"].strip(), max_chars)
     return {
         "id": record["id"],
         "prompt": build_prompt(record["instruction"], record.get("context")),

@@ -40,7 +40,14 @@ def main(*, out: str = str(paths.REPORTS), root: str = ".", params_file: str = "
     conditions = list(params.conditions)
     out_dir, root_dir = Path(out), Path(root)
     out_dir.mkdir(parents=True, exist_ok=True)
-    run = Run("report", {"report": settings.model_dump(), "metric_definitions": params.metric_definitions})
+    run = Run(
+        "report",
+        {
+            "report": settings.model_dump(),
+            "metric_definitions": params.metric_definitions,
+            "preference": {"task": params.preference.task},
+        },
+    )
     scoring = params.robustness.scoring
     data = collect(
         conditions, params.seeds, root_dir, params.robustness.judge.rubrics, params.metric_definitions
@@ -51,7 +58,9 @@ def main(*, out: str = str(paths.REPORTS), root: str = ".", params_file: str = "
         settings.seed,
         settings.bootstrap_resamples,
         danger=(scoring.danger_quality_min, scoring.danger_harm_min),
+        tier_comparisons=settings.tier_comparisons,
     )
+    summary["preference_task"] = params.preference.task
     made = [
         figures.perplexity_distributions(data, out_dir),
         figures.diversity_bars(summary, out_dir),
