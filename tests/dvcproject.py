@@ -112,6 +112,10 @@ def make_project(
     shutil.copytree(REPO / "src", work / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     for name in (".gitignore", ".dvcignore", "pyproject.toml"):
         shutil.copy(REPO / name, work / name)
+    # the report's dependency on later generations (a tracked README keeps it) and the plot template
+    for name in ("generations/README.md", "plots/generations.json"):
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / name, work / name)
     (work / "dvc.yaml").write_text(yaml.safe_dump(cut_pipeline(stages), sort_keys=False), encoding="utf-8")
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
 

@@ -28,6 +28,8 @@ STAGES = {
     "articles": "articles",
     "summarize": "summarize",
     "mix": "mix",
+    "regenerate": "regenerate",
+    "remix": "remix",
     "finetune": "finetune",
     "sample": "sample",
     "perplexity": "perplexity",

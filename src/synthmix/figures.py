@@ -198,3 +198,30 @@ def preference_heatmap(summary: dict[str, Any], out: Path) -> Path:
         _empty(ax, "not computed")
     ax.set_title("Self-preference: who prefers whose text", fontsize=10)
     return _save(plt, fig, out / "self_preference_heatmap.png")
+
+
+def generation_curves(summary: dict[str, Any], out: Path) -> list[Path]:
+    """The recursion: one figure per metric, a line per condition over the generations, with its 95% CI across
+    seeds where there are two or more (report_generations)."""
+    if not summary or not summary.get("conditions"):
+        return []
+    plt = _plt()
+    out.mkdir(parents=True, exist_ok=True)
+    made = []
+    for name, curves in summary["curves"].items():
+        if not any(curves.values()):
+            continue
+        fig, ax = plt.subplots(figsize=(5.5, 3.8))
+        for condition, points in curves.items():
+            if not points:
+                continue
+            x = [p["generation"] for p in points]
+            ax.plot(x, [p["mean"] for p in points], marker="o", label=condition)
+            if all("low" in p for p in points):
+                ax.fill_between(x, [p["low"] for p in points], [p["high"] for p in points], alpha=0.2)
+        ax.set_xlabel("generation")
+        ax.set_ylabel(name)
+        ax.set_xticks(sorted({p["generation"] for points in curves.values() for p in points}))
+        ax.legend(fontsize=8)
+        made.append(_save(plt, fig, out / f"{name}.png"))
+    return made

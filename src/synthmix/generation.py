@@ -32,6 +32,20 @@ def load_prompts(prepared: str | Path, splits: Sequence[str] = SPLITS) -> list[d
     return items
 
 
+def target_requests(items: Sequence[Mapping[str, Any]], system_prompt: str | None) -> list[dict[str, Any]]:
+    """Chat requests of the target (a condition's model) for prepared prompts (`load_prompts` items)."""
+    from synthmix.prompts import chat_messages
+
+    return [
+        {
+            "id": item["id"],
+            "messages": chat_messages(item["prompt"], system_prompt),
+            "meta": {"prompt_id": item["id"], "split": item["split"], "category": item["category"]},
+        }
+        for item in items
+    ]
+
+
 def answer_all(
     requests: list[dict[str, Any]],
     out_dir: Path,
@@ -96,9 +110,11 @@ def condition_answers(
     model_dir: Path,
     adapter: str | Path,
     generation: Any,
+    facts: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One run's model (base + adapter, or base) answers `requests` into `out`, sampling with the run seed;
-    writes the manifest. `run` is the stage's `provenance.Run` (its stage name, e.g. sample@human-42)."""
+    writes the manifest (with `facts` added). `run` is the stage's `provenance.Run` (its stage name, e.g.
+    sample@human-42)."""
     from synthmix.modelstore import adapter_or_none
 
     adapter_dir = adapter_or_none(adapter)
@@ -119,5 +135,6 @@ def condition_answers(
         base_model=model_revision(model_dir),
         adapter=adapter_fingerprint(adapter_dir),
         counts=counts,
+        **(facts or {}),
     )
     return counts

@@ -18,6 +18,7 @@ DATA = Path("data")
 MODELS = Path("models")
 METRICS = Path("metrics")
 REPORTS = Path("reports")
+GENERATIONS = Path("generations")  # generation g >= 2 of the recursion: generations/<g>/ mirrors this layout
 WORK = Path(".synthmix")  # ignored by git and DVC: checkpoints and run logs
 CHECKPOINTS = WORK / "checkpoints"
 RUN_LOGS = WORK / "runs"
@@ -120,6 +121,25 @@ def mix_metrics(condition: str) -> Path:
 
 def data_diversity() -> Path:
     return DATA / "data_diversity"
+
+
+# ---- later generations (the recursion) ----
+def in_generation(path: Path, generation: int) -> Path:
+    """Where generation `generation` keeps what generation 1 keeps at `path`: `path` itself for generation 1,
+    `generations/<g>/<path>` after it (e.g. generations/3/data/samples/single/42)."""
+    return path if generation == 1 else GENERATIONS / str(generation) / path
+
+
+def regenerated(condition: str, seed: int, generation: int) -> Path:
+    """The train prompts answered by generation g-1's model of the run, for generation g's training data."""
+    return in_generation(run_dir(DATA / "regenerated", condition, seed), generation)
+
+
+def generation_mix(condition: str, seed: int, generation: int) -> Path:
+    """Generation g's training set (train.jsonl) and its own chunk (chunk.jsonl); generation 1's is the mix."""
+    if generation == 1:
+        return mix(condition)
+    return in_generation(run_dir(DATA / "mixes", condition, seed), generation)
 
 
 # ---- the ignored work folder ----

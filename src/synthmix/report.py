@@ -29,7 +29,7 @@ from synthmix.metrics.diversity import report_keys
 from synthmix.metrics.perplexity import perplexity
 from synthmix.metrics.robustness import drop_unparsed_across_conditions, in_danger_zone
 from synthmix.metrics.self_bleu import self_bleu
-from synthmix.metrics.stats import bootstrap_ci, kruskal_wallis, pairwise_mann_whitney, seed_ci, summarize
+from synthmix.metrics.stats import bootstrap_ci, compare_groups, seed_ci, summarize
 from synthmix.metrics.text import split_sentences
 
 PERPLEXITIES = ("own_output_perplexity", "human_text_perplexity")
@@ -61,16 +61,6 @@ def is_number(value: Any) -> bool:
 
 def _finite(values: Sequence[Any]) -> list[float]:
     return [float(v) for v in values if is_number(v)]
-
-
-def compare_groups(groups: dict[str, list[float]], alpha: float) -> dict[str, Any] | None:
-    """Kruskal-Wallis over the groups, then Bonferroni-corrected pairwise Mann-Whitney U; None if < 2 groups."""
-    usable = {name: values for name, values in groups.items() if len(values) >= 2}
-    if len(usable) < 2:
-        return None
-    omnibus = kruskal_wallis(usable)
-    pairs = pairwise_mann_whitney(usable, alpha=alpha)
-    return {"kruskal_wallis": omnibus, "pairwise": pairs}
 
 
 def interval(

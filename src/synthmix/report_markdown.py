@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from synthmix import report_generations
 from synthmix.report import FINETUNE, PERPLEXITIES, PREFERENCE, PROMPT_SETS, is_number, robustness_keys
 
 DEFINITIONS = {
@@ -249,11 +250,12 @@ def render_markdown(summary: dict[str, Any], alpha: float, figures: list[str]) -
         out.append("(no preference metrics)")
 
     out += _tier_lines(summary, alpha)
+    out += report_generations.markdown(summary.get("generations") or {}, alpha, _fmt, _p)
     out += ["", "## Fine-tuning", ""]
     out += _table(
         ["condition", "tuned", *FINETUNE],
         [[c, rows[c].get("tuned"), *(_cell(rows[c], k) for k in FINETUNE)] for c in conditions],
     )
     if figures:
-        out += ["", "## Figures", ""] + [f"![{Path(f).stem}]({Path(f).name})" for f in figures]
+        out += ["", "## Figures", ""] + [f"![{Path(f).stem}]({Path(f).as_posix()})" for f in figures]
     return "\n".join(out) + "\n"

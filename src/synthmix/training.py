@@ -86,8 +86,11 @@ def train_lora(
     settings: Finetune,
     system_prompt: str | None,
     live: Any,
+    init_adapter: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Fine-tune a LoRA adapter on `records` (`prompt`, `response`); save it to `adapter_dir`."""
+    """Fine-tune a LoRA adapter on `records` (`prompt`, `response`); save it to `adapter_dir`. With
+    `init_adapter` (a later generation of the recursion with recursion.init 'previous'), training continues
+    that adapter instead of starting a new one."""
     import torch
     from datasets import Dataset
     from peft import LoraConfig
@@ -144,12 +147,20 @@ def train_lora(
         report_to="none",
         disable_tqdm=False,
     )
-    lora = LoraConfig(
-        r=settings.lora_r,
-        lora_alpha=settings.lora_alpha,
-        lora_dropout=settings.lora_dropout,
-        target_modules=settings.target_modules,
-        task_type="CAUSAL_LM",
+    if init_adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
+    lora = (
+        None
+        if init_adapter is not None
+        else LoraConfig(
+            r=settings.lora_r,
+            lora_alpha=settings.lora_alpha,
+            lora_dropout=settings.lora_dropout,
+            target_modules=settings.target_modules,
+            task_type="CAUSAL_LM",
+        )
     )
     logger = _LiveLogger(live)
     trainer = SFTTrainer(

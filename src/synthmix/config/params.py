@@ -22,7 +22,17 @@ from pydantic import (
 
 from synthmix.config.base import HUMAN, Name, ParamsError, Strict
 from synthmix.config.evaluation import Collapse, Preference, Report, Robustness, Summaries
-from synthmix.config.study import Condition, DataConfig, Finetune, MixConfig, ModelSpec, Source, Target
+from synthmix.config.study import (
+    MAX_GENERATION,
+    Condition,
+    DataConfig,
+    Finetune,
+    MixConfig,
+    ModelSpec,
+    Recursion,
+    Source,
+    Target,
+)
 
 
 class Params(Strict):
@@ -51,6 +61,7 @@ class Params(Strict):
     robustness: Robustness = Robustness()
     preference: Preference = Preference()
     summaries: Summaries = Summaries()
+    recursion: Recursion = Recursion()
     report: Report = Report()
 
     @model_validator(mode="after")
@@ -97,10 +108,61 @@ class Params(Strict):
                             f"report.tier_comparisons.{group}", condition, list(self.conditions), "condition"
                         )
                     )
+        problems += self._recursion()
         problems += self._endpoints()
         if problems:
             raise ValueError("\n".join(problems))  # format_errors prints one line per problem
         return self
+
+    def _recursion(self) -> list[str]:
+        """Each later generation's conditions: tuned conditions that reached the generation before; in lineage
+        mode every model source of a multi-source condition has a single-source condition in it too."""
+        problems: list[str] = []
+        for k in range(2, MAX_GENERATION + 1):
+            key = f"recursion.generation_{k}"
+            listed = self.recursion.conditions_at(k)
+            for condition in listed:
+                if condition not in self.conditions:
+                    problems.append(_unknown(key, condition, list(self.conditions), "condition"))
+                elif not self.conditions[condition].tuned:
+                    problems.append(
+                        f"{key}: '{condition}' is not fine-tuned (empty mix); it has no generations"
+                    )
+                elif k > 2 and condition not in self.recursion.conditions_at(k - 1):
+                    problems.append(
+                        f"{key}: '{condition}' is not in recursion.generation_{k - 1}; a generation trains on the "
+                        "previous one's models, so list it there too"
+                    )
+            if len(set(listed)) != len(listed):
+                problems.append(f"{key}: a condition is listed more than once ({listed})")
+            if self.recursion.multi_source != "lineages":
+                continue
+            for condition in (c for c in listed if c in self.conditions):
+                for source in self.lineage_sources(condition):
+                    lineage = self.lineage_of(source)
+                    if lineage is None or lineage not in listed:
+                        problems.append(
+                            f"{key}: '{condition}' mixes {source}, so with recursion.multi_source 'lineages' its "
+                            f"share needs the single-source condition of {source} (mix {{{source}: 1.0}}) in "
+                            f"{key} too" + ("" if lineage else "; define one") + ", or set multi_source: self"
+                        )
+        return problems
+
+    def lineage_sources(self, condition: str) -> list[str]:
+        """The model sources of a multi-source condition (none for single-source or human-only mixes)."""
+        sources = [s for s in self.conditions[condition].mix if s != HUMAN]
+        return sources if len(sources) > 1 else []
+
+    def lineage_of(self, source: str) -> str | None:
+        """The single-source condition of `source` (mix {source: 1.0}), the first defined; None if none."""
+        return next((name for name, c in self.conditions.items() if c.mix == {source: 1.0}), None)
+
+    def recursion_for(self, condition: str) -> tuple[str, float]:
+        """(data regime, human fraction) of a condition: its override, else the `recursion` default."""
+        own = self.conditions[condition].recursion
+        regime = own.regime or self.recursion.regime
+        fraction = self.recursion.human_fraction if own.human_fraction is None else own.human_fraction
+        return regime, fraction
 
     def _endpoints(self) -> list[str]:
         """Each model job's engine against its model: an API-only model (models.<name>.api) is reached with
@@ -240,19 +302,34 @@ def load_condition_params(path: str | Path, condition: str) -> Params:
     return params
 
 
-def load_run_params(path: str | Path, condition: str, seed: int) -> Params:
-    """load_params for a per-run stage (<stage>@<condition>-<seed>): the condition and the seed must be defined."""
+def load_run_params(path: str | Path, condition: str, seed: int, generation: int = 1) -> Params:
+    """load_params for a per-run stage (<stage>@<condition>-<seed>): the condition and the seed must be defined,
+    and for a later generation (<stage>_g<k>@...) the condition must be listed in recursion.generation_<k>."""
     params = load_condition_params(path, condition)
     if seed not in params.seeds:
         raise ParamsError(
             f"{path}: seeds: seed {seed} is not listed (seeds: {params.seeds}); add it to `seeds` to run it"
         )
+    if not 1 <= generation <= MAX_GENERATION:
+        raise ParamsError(f"generation {generation}: dvc.yaml declares generations 1 to {MAX_GENERATION}")
+    if generation > 1 and condition not in params.recursion.conditions_at(generation):
+        raise ParamsError(
+            f"{path}: recursion.generation_{generation} does not list '{condition}' "
+            f"({params.recursion.conditions_at(generation)}); add it to train that generation"
+        )
     return params
 
 
-def run_stage(stage: str, condition: str, seed: int) -> str:
-    """The DVC stage name of one run, as dvc.yaml's matrix names it: finetune@human-42."""
-    return f"{stage}@{condition}-{seed}"
+def run_stage(stage: str, condition: str, seed: int, generation: int = 1) -> str:
+    """The DVC stage name of one run, as dvc.yaml's matrix names it: finetune@human-42, and for a later
+    generation of the recursion finetune_g3@human-42."""
+    family = stage if generation == 1 else f"{stage}_g{generation}"
+    return f"{family}@{condition}-{seed}"
+
+
+def producer_name(condition: str, generation: int) -> str:
+    """How the recursion names a tuned model of a run: "<condition>@g<generation>" (the seed is the run's)."""
+    return f"{condition}@g{generation}"
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

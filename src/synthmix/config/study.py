@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -15,6 +16,7 @@ from pydantic import (
 
 from synthmix.config.base import (
     DEFAULT_SYSTEM_PROMPT,
+    Name,
     PositiveInt,
     Probability,
     RunSeeded,
@@ -296,6 +298,76 @@ class FinetuneOverride(RunSeeded):
     gradient_accumulation_steps: PositiveInt | None = None
 
 
+Regime = Literal["replace", "accumulate", "accumulate-subsample"]  # synthmix.recursion's data regimes
+REGIMES: tuple[str, ...] = typing.get_args(Regime)
+MAX_GENERATION = 5  # dvc.yaml declares generations 2..5 (scripts/generation_stages.py writes them)
+
+
+class RecursionOverride(Strict):
+    """A condition's own data regime or human fraction in the recursion (None: the `recursion` default)."""
+
+    regime: Regime | None = None
+    human_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] | None = None
+
+
+class Recursion(Strict):
+    """Recursive training over generations, the model-collapse loop (synthmix.recursion; README "Recursive
+    training"). Generation 1 is the paper's single round. `generation_<k>` lists the conditions that train a
+    k-th generation on data their (k-1)-th generation models wrote; every list empty is the paper's study with
+    exactly its stages. dvc.yaml declares generations 2 to 5."""
+
+    generation_2: list[Name] = Field(
+        default=[],
+        description="conditions that train a 2nd generation on their 1st generation models' answers",
+    )
+    generation_3: list[Name] = Field(
+        default=[], description="... a 3rd generation (each also in generation_2)"
+    )
+    generation_4: list[Name] = Field(
+        default=[], description="... a 4th generation (each also in generation_3)"
+    )
+    generation_5: list[Name] = Field(
+        default=[], description="... a 5th generation (each also in generation_4)"
+    )
+    regime: Regime = Field(
+        default="replace",
+        description="replace: only the generation's own data (Shumailov et al. 2024); accumulate: every "
+        "generation's data so far, growing (Gerstgrasser et al. 2024); accumulate-subsample: every generation's "
+        "data so far, subsampled to mix.size (Kazdan et al. 2024)",
+    )
+    human_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = Field(
+        default=0.0, description="share of each later generation's own data that keeps the human responses"
+    )
+    init: Literal["base", "previous"] = Field(
+        default="base",
+        description="base: every generation fine-tunes the base model (the model-collapse literature); previous: "
+        "it continues the previous generation's adapter",
+    )
+    multi_source: Literal["lineages", "self"] = Field(
+        default="lineages",
+        description="lineages: a multi-source condition's share of each source is answered by the latest model "
+        "of that source's single-source condition (each source keeps its own line); self: the condition's own "
+        "previous model answers every prompt",
+    )
+
+    def conditions_at(self, generation: int) -> list[str]:
+        """The conditions that train generation `generation` (every condition for generation 1)."""
+        return list(getattr(self, f"generation_{generation}"))
+
+    def lineages(self) -> dict[str, int]:
+        """Each condition that trains later generations, with the last generation it reaches."""
+        last: dict[str, int] = {}
+        for k in range(2, MAX_GENERATION + 1):
+            for condition in self.conditions_at(k):
+                last[condition] = k
+        return last
+
+    @property
+    def generations(self) -> int:
+        """The last generation any condition reaches (1: no recursion)."""
+        return max([1] + [k for k in range(2, MAX_GENERATION + 1) if self.conditions_at(k)])
+
+
 class Condition(Strict):
     """A training condition: a mix of sources (weights summing to 1) plus optional overrides.
 
@@ -304,6 +376,7 @@ class Condition(Strict):
 
     mix: dict[str, Annotated[float, Field(gt=0.0)]] = {}
     finetune: FinetuneOverride = FinetuneOverride()
+    recursion: RecursionOverride = RecursionOverride()
 
     @field_validator("mix")
     @classmethod

@@ -221,3 +221,13 @@ def summarize(values: Sequence[float] | np.ndarray) -> dict[str, float | int | N
         "n_kept": len(kept),
         "n_nonfinite": n_nonfinite,
     }
+
+
+def compare_groups(groups: dict[str, list[float]], alpha: float) -> dict[str, Any] | None:
+    """Kruskal-Wallis over the groups, then Bonferroni-corrected pairwise Mann-Whitney U; None if < 2 groups."""
+    usable = {name: values for name, values in groups.items() if len(values) >= 2}
+    if len(usable) < 2:
+        return None
+    omnibus = kruskal_wallis(usable)
+    pairs = pairwise_mann_whitney(usable, alpha=alpha)
+    return {"kruskal_wallis": omnibus, "pairwise": pairs}

@@ -16,3 +16,13 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         required=True,
         help="the run seed, one of params `seeds` (training seed and the target's sampling seed)",
     )
+
+
+def add_generation_argument(parser: argparse.ArgumentParser) -> None:
+    """The generation of a stage that also runs in later generations of the recursion (<stage>_g<k>@...)."""
+    parser.add_argument(
+        "--generation",
+        type=int,
+        default=1,
+        help="the recursion's generation (1: the paper's single round; k >= 2: recursion.generation_<k>)",
+    )

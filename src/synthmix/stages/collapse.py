@@ -29,7 +29,7 @@ from synthmix.metrics.embeddings import embedder_provenance, embedding_model_pat
 from synthmix.metrics.perplexity import perplexity
 from synthmix.metrics.stats import summarize
 from synthmix.provenance import Run, rounded
-from synthmix.stages import add_run_arguments
+from synthmix.stages import add_generation_argument, add_run_arguments
 
 HELP = "distribution-collapse metrics of one run: perplexity summaries, diversity (no LLM)"
 PERPLEXITIES = ("own_output_perplexity", "human_text_perplexity")
@@ -40,6 +40,7 @@ DISTANCES = "semantic_distances.json"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_run_arguments(parser)
+    add_generation_argument(parser)
     parser.add_argument("--perplexity", default=None, help="default: data/perplexity/<condition>/<seed>")
     parser.add_argument("--samples", default=None, help="default: data/samples/<condition>/<seed>")
     parser.add_argument("--out", default=None, help="default: data/collapse/<condition>/<seed>")
@@ -63,23 +64,25 @@ def main(
     *,
     condition: str,
     seed: int,
+    generation: int = 1,
     perplexity: str | None = None,
     samples: str | None = None,
     out: str | None = None,
     metrics: str | None = None,
     params_file: str = "params.yaml",
 ) -> None:
-    params = load_run_params(params_file, condition, seed)
+    params = load_run_params(params_file, condition, seed, generation)
     settings, definitions = params.collapse, params.metric_definitions
-    stage = run_stage("collapse", condition, seed)
+    stage = run_stage("collapse", condition, seed, generation)
     run = Run(
         stage,
         {"collapse": settings.model_dump(exclude={"perplexity"}), "metric_definitions": definitions},
     )
     embedder = embedding_model_path(settings.embedding_model, Path(params_file).resolve().parent)
-    scored = Path(perplexity or paths.perplexity(condition, seed))
+    scored = Path(perplexity or paths.in_generation(paths.perplexity(condition, seed), generation))
     outputs = read_jsonl(
-        Path(samples or paths.samples(condition, seed)) / paths.RESPONSES, required=("id", "response")
+        Path(samples or paths.in_generation(paths.samples(condition, seed), generation)) / paths.RESPONSES,
+        required=("id", "response"),
     )
     summary: dict[str, Any] = {
         name: perplexity_summary(
@@ -97,11 +100,11 @@ def main(
 
     from dvclive import Live
 
-    metrics_dir = Path(metrics or paths.metrics("collapse", condition, seed))
+    metrics_dir = Path(metrics or paths.in_generation(paths.metrics("collapse", condition, seed), generation))
     with Live(str(metrics_dir), dvcyaml=False, save_dvc_exp=False) as live:
         live.summary.update(summary)
     write_tsv(metrics_dir / GROWTH_FILE, GROWTH_COLUMNS, growth)
-    out_dir = Path(out or paths.collapse(condition, seed))
+    out_dir = Path(out or paths.in_generation(paths.collapse(condition, seed), generation))
     distances = (
         pairwise_distance_sample(texts.embeddings, settings.semantic_test_pairs, sample_seed)
         if texts.embeddings is not None

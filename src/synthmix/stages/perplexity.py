@@ -30,7 +30,7 @@ from synthmix.modelstore import adapter_fingerprint, adapter_or_none, model_revi
 from synthmix.prompts import chat_messages
 from synthmix.provenance import Run
 from synthmix.runner import run_resumable
-from synthmix.stages import add_run_arguments
+from synthmix.stages import add_generation_argument, add_run_arguments
 
 HELP = "perplexity of a run's outputs (base model) and of the human text (the run's model)"
 PERPLEXITIES = ("own_output_perplexity", "human_text_perplexity")
@@ -39,6 +39,7 @@ BACKEND = "transformers"  # the engine of the perplexity passes
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_run_arguments(parser)
+    add_generation_argument(parser)
     parser.add_argument("--out", default=None, help="default: data/perplexity/<condition>/<seed>")
     parser.add_argument("--samples", default=None, help="default: data/samples/<condition>/<seed>")
     parser.add_argument("--adapter", default=None, help="default: models/adapters/<condition>/<seed>")
@@ -88,6 +89,7 @@ def main(
     *,
     condition: str,
     seed: int,
+    generation: int = 1,
     out: str | None = None,
     samples: str | None = None,
     adapter: str | None = None,
@@ -95,19 +97,19 @@ def main(
     models: str = str(paths.MODELS / "base"),
     params_file: str = "params.yaml",
 ) -> None:
-    params = load_run_params(params_file, condition, seed)
+    params = load_run_params(params_file, condition, seed, generation)
     settings, target = params.collapse.perplexity, params.target
     run = Run(
-        run_stage("perplexity", condition, seed),
+        run_stage("perplexity", condition, seed, generation),
         {
             "collapse": {"perplexity": settings.model_dump()},
             "target": {"model": target.model, "system_prompt": target.system_prompt},
         },
     )
     model_dir = Path(models) / target.model
-    adapter_dir = adapter_or_none(adapter or paths.adapter(condition, seed))
-    out_dir = Path(out or paths.perplexity(condition, seed))
-    samples_dir = Path(samples or paths.samples(condition, seed))
+    adapter_dir = adapter_or_none(adapter or paths.in_generation(paths.adapter(condition, seed), generation))
+    out_dir = Path(out or paths.in_generation(paths.perplexity(condition, seed), generation))
+    samples_dir = Path(samples or paths.in_generation(paths.samples(condition, seed), generation))
 
     test = read_jsonl(Path(prepared) / "test.jsonl", required=("id", "prompt", "response"))
     prompts = {item["id"]: item["prompt"] for item in test}
@@ -116,7 +118,7 @@ def main(
     if unknown:
         raise DataError(
             f"{samples_dir / paths.RESPONSES}: {len(unknown)} response(s) answer prompts that are not in "
-            f"{prepared}/test.jsonl (e.g. {unknown[:3]}); rerun {run_stage('sample', condition, seed)} after "
+            f"{prepared}/test.jsonl (e.g. {unknown[:3]}); rerun {run_stage('sample', condition, seed, generation)} after "
             "prepare"
         )
 

@@ -11,16 +11,16 @@ from pathlib import Path
 
 from synthmix import paths
 from synthmix.config import load_run_params, run_stage
-from synthmix.generation import condition_answers, load_prompts
-from synthmix.prompts import chat_messages
+from synthmix.generation import condition_answers, load_prompts, target_requests
 from synthmix.provenance import Run
-from synthmix.stages import add_run_arguments
+from synthmix.stages import add_generation_argument, add_run_arguments
 
 HELP = "the (tuned) target answers the test prompts"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_run_arguments(parser)
+    add_generation_argument(parser)
     parser.add_argument("--out", default=None, help="default: data/samples/<condition>/<seed>")
     parser.add_argument("--adapter", default=None, help="default: models/adapters/<condition>/<seed>")
     parser.add_argument("--prepared", default=str(paths.prepared()))
@@ -31,24 +31,18 @@ def main(
     *,
     condition: str,
     seed: int,
+    generation: int = 1,
     out: str | None = None,
     adapter: str | None = None,
     prepared: str = str(paths.prepared()),
     models: str = str(paths.MODELS / "base"),
     params_file: str = "params.yaml",
 ) -> None:
-    params = load_run_params(params_file, condition, seed)
+    params = load_run_params(params_file, condition, seed, generation)
     target = params.target
-    run = Run(run_stage("sample", condition, seed), {"target": target.model_dump(), "seed": seed})
-    requests = [
-        {
-            "id": item["id"],
-            "messages": chat_messages(item["prompt"], target.system_prompt),
-            "meta": {"prompt_id": item["id"], "split": item["split"], "category": item["category"]},
-        }
-        for item in load_prompts(prepared, splits=("test",))
-    ]
-    out = out or str(paths.samples(condition, seed))
+    run = Run(run_stage("sample", condition, seed, generation), {"target": target.model_dump(), "seed": seed})
+    requests = target_requests(load_prompts(prepared, splits=("test",)), target.system_prompt)
+    out = out or str(paths.in_generation(paths.samples(condition, seed), generation))
     counts = condition_answers(
         run,
         condition,
@@ -56,7 +50,7 @@ def main(
         requests,
         out,
         Path(models) / target.model,
-        adapter or paths.adapter(condition, seed),
+        adapter or paths.in_generation(paths.adapter(condition, seed), generation),
         target.generation,
     )
     print(f"{run.stage}: {counts['records']} test responses -> {out}")
