@@ -7,7 +7,7 @@
 # or /var is used, so it works in a fresh container (no systemd, no /run/munge).
 # Waits until `sinfo` shows the node idle, then prints `export SLURM_CONF=...`.
 #
-# Env knobs: SLURM_CTLD_PORT (6817), SLURMD_PORT (6818), SLURM_CPUS (nproc),
+# Env knobs: SLURM_CTLD_PORT (6817), SLURMD_PORT (6818), SLURM_CPUS (nproc; may exceed it),
 #            SLURM_MEM_MB (85% of MemTotal), SLURM_READY_TIMEOUT (60 s),
 #            SLURM_GPUS (0): N > 0 declares Gres=gpu:N backed by /dev/nvidia0..N-1; where those do
 #            not exist, by stand-in char devices under <statedir>/fakegpu* (scheduling tests only).
@@ -57,7 +57,7 @@ if ! munge_ok; then
 fi
 
 # ---------------------------------------------------------------- slurm.conf
-CPUS=${SLURM_CPUS:-$(nproc)}
+CPUS=${SLURM_CPUS:-$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)}  # nproc obeys OMP_NUM_THREADS
 MEM=${SLURM_MEM_MB:-$(awk '/MemTotal/ {printf "%d", $2/1024*0.85}' /proc/meminfo)}
 GPUS=${SLURM_GPUS:-0}
 GRES_NODE=""; GRES_HEAD=""
@@ -98,11 +98,15 @@ AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/filetxt
 JobCompLoc=$S/log/jobcomp.txt
 SchedulerType=sched/backfill
+# start a job as soon as it is submitted or a CPU frees (default: at most every 2 s); tests wait on this
+SchedulerParameters=batch_sched_delay=0,sched_min_interval=100000
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 DefMemPerCPU=1000
 MinJobAge=3600
 ReturnToService=2
+# trust CPUs= and RealMemory= below, even where SLURM_CPUS asks for more CPUs than the machine has
+SlurmdParameters=config_overrides
 EnforcePartLimits=ALL
 MpiDefault=none
 SwitchType=switch/none

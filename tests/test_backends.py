@@ -513,6 +513,20 @@ def test_fsdp_launch_command() -> None:
         accelerate_command(Finetune(num_processes=1), ["finetune", "x"])
 
 
+def test_a_multi_node_job_launches_with_its_rendezvous(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`synthmix run` with resources.finetune.nodes > 1 runs the command on each node with these variables
+    (synthmix.cluster); accelerate gets the node count, this node's rank and the rendezvous."""
+    from synthmix.launch import accelerate_command
+
+    monkeypatch.setenv("SYNTHMIX_NUM_MACHINES", "2")
+    monkeypatch.setenv("SYNTHMIX_MACHINE_RANK", "1")
+    monkeypatch.setenv("SYNTHMIX_MAIN_PROCESS_IP", "10.0.0.7")
+    monkeypatch.setenv("SYNTHMIX_MAIN_PROCESS_PORT", "29611")
+    args = _parsed(accelerate_command(Finetune(num_processes=8), ["finetune", "big"], "bf16", port=12345))
+    assert (args.num_processes, args.num_machines, args.machine_rank) == (8, 2, 1)
+    assert (args.main_process_ip, args.main_process_port) == ("10.0.0.7", 29611)
+
+
 def test_mixed_precision_follows_the_precision_param() -> None:
     from synthmix.launch import mixed_precision
 

@@ -85,6 +85,9 @@ def check_params(path: str, explicit: bool) -> None:
                 f"{path}: {len(problems)} key(s) that dvc.yaml needs:\n"
                 + "\n".join(f"  - {p}" for p in problems)
             )
+        from synthmix.cluster.resources import load_resources
+
+        load_resources(path, dvc_yaml)  # family and override names against dvc.yaml's stages
     print(
         f"{path}: ok ({len(params.models)} models, {len(params.sources)} sources, "
         f"{len(params.conditions)} conditions)"

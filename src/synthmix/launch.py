@@ -67,20 +67,37 @@ def mixed_precision(settings: Finetune, cuda: bool) -> str:
     return "bf16" if settings.precision == "bf16" or (settings.precision == "auto" and cuda) else "no"
 
 
+def num_machines() -> int:
+    """Nodes of this launch: SYNTHMIX_NUM_MACHINES, set by `synthmix run` in a multi-node job; else 1."""
+    return int(os.environ.get("SYNTHMIX_NUM_MACHINES", "1"))
+
+
 def accelerate_command(
     settings: Finetune, argv: list[str], precision: str = "bf16", port: int = 29500
 ) -> list[str]:
-    """The command that runs `python -m synthmix <argv>` in `settings.num_processes` processes."""
+    """The command that runs `python -m synthmix <argv>` in `settings.num_processes` processes (over all nodes).
+
+    On several nodes (`synthmix run` with `resources.finetune.nodes` > 1 runs this once per node) the job says
+    which node this is: SYNTHMIX_NUM_MACHINES, SYNTHMIX_MACHINE_RANK, SYNTHMIX_MAIN_PROCESS_IP and
+    SYNTHMIX_MAIN_PROCESS_PORT (the rendezvous, instead of a free local port)."""
     if settings.num_processes < 2:
         raise ValueError(f"num_processes is {settings.num_processes}; a launch needs 2 or more processes")
+    machines = num_machines()
+    if machines > 1:
+        port = int(os.environ["SYNTHMIX_MAIN_PROCESS_PORT"])
     command = [
         sys.executable, "-m", "accelerate.commands.launch",
         "--num_processes", str(settings.num_processes),
-        "--num_machines", "1",
+        "--num_machines", str(machines),
         "--main_process_port", str(port),
         "--mixed_precision", precision,
         "--dynamo_backend", "no",
     ]  # fmt: skip
+    if machines > 1:
+        command += [
+            "--machine_rank", os.environ["SYNTHMIX_MACHINE_RANK"],
+            "--main_process_ip", os.environ["SYNTHMIX_MAIN_PROCESS_IP"],
+        ]  # fmt: skip
     command += list(FSDP_FLAGS) if settings.distributed == "fsdp" else ["--multi_gpu"]
     return [*command, "-m", "synthmix", *argv]
 
@@ -90,10 +107,12 @@ def relaunch(settings: Finetune, argv: list[str]) -> None:
     import torch
 
     cuda = torch.cuda.is_available()
-    if cuda and torch.cuda.device_count() < settings.num_processes:
+    per_node = settings.num_processes // num_machines()
+    if cuda and torch.cuda.device_count() < per_node:
         raise SystemExit(
-            f"finetune.num_processes is {settings.num_processes} but only {torch.cuda.device_count()} GPU(s) "
-            "are visible (CUDA_VISIBLE_DEVICES); lower num_processes or free GPUs"
+            f"finetune.num_processes is {settings.num_processes} ({per_node} per node) but only "
+            f"{torch.cuda.device_count()} GPU(s) are visible here (CUDA_VISIBLE_DEVICES); lower num_processes "
+            "or free GPUs"
         )
     command = accelerate_command(settings, argv, mixed_precision(settings, cuda), free_port())
     print(

@@ -22,7 +22,9 @@ HELP = "run the pipeline's stale stages as parallel jobs (local or Slurm), recor
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("targets", nargs="*", help="stages or dvc.yaml files, as for `dvc repro` (default: all)")
+    parser.add_argument(
+        "targets", nargs="*", help="stages or dvc.yaml files, as for `dvc repro` (default: all)"
+    )
     parser.add_argument(
         "-j",
         "--jobs",
@@ -40,13 +42,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="local executor: GPU ids to hand out, e.g. 0,1 (default: CUDA_VISIBLE_DEVICES, else nvidia-smi)",
     )
     parser.add_argument(
-        "--poll", type=float, default=None, help="seconds between job checks (default: 1 local, 5 slurm)"
+        "--poll", type=float, default=None, help="seconds between job checks (default: 0.5 local, 5 slurm)"
     )
 
 
-def main(*, params_file: str, targets: list[str], jobs: int | None, executor: str, dry_run: bool,
-         gpus: str | None, poll: float | None) -> int:  # fmt: skip
+def main(
+    *,
+    params_file: str,
+    targets: list[str],
+    jobs: int | None,
+    executor: str,
+    dry_run: bool,
+    gpus: str | None,
+    poll: float | None,
+) -> int:
     """The `run` command: its exit status (0 all finished, 1 a stage failed, 2 cannot run, 130 interrupted)."""
+    from dvc.exceptions import DvcException
+
     from synthmix.cluster.driver import run
     from synthmix.cluster.jobs import ClusterError
 
@@ -55,8 +67,20 @@ def main(*, params_file: str, targets: list[str], jobs: int | None, executor: st
         return 2
     try:
         return run(
-            targets, jobs=jobs, executor=executor, dry_run=dry_run, gpus=gpus, params_file=params_file, poll_s=poll
+            targets,
+            jobs=jobs,
+            executor=executor,
+            dry_run=dry_run,
+            gpus=gpus,
+            params_file=params_file,
+            poll_s=poll,
         )
     except ClusterError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except DvcException as error:  # dvc.yaml or the project itself is wrong: DVC's message says where
+        print(f"error: dvc: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # before any job was submitted (after, the driver cancels its jobs itself)
+        print("interrupted", file=sys.stderr)
+        return 130

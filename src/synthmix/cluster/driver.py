@@ -12,8 +12,8 @@ jobs instead of submitting their stages a second time, and records them when the
 lost (its process or Slurm job ended without an exit status) is submitted again. A job is recorded only if the
 stage's command, dependencies and params are still those it started with, and a found job whose upstream
 must run first is cancelled, so no stage is recorded twice or with outputs of two different runs.
-`.synthmix/jobs/run.json` keeps the dvc.lock entries from before the run, so the final order of dvc.lock is
-the sequential one even across restarts. Ctrl-C (or SIGTERM) cancels the jobs this driver submitted.
+`.synthmix/jobs/run.json` keeps the dvc.lock entries and .gitignore lines from before the run, so their final
+order is the sequential one even across restarts. Ctrl-C (or SIGTERM) cancels the jobs this driver submitted.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from synthmix.cluster.pipeline import (
     changed_inputs,
     dispatch,
     fingerprint,
+    gitignore_order,
     hold_paths,
     job_command,
     job_env,
@@ -50,13 +51,16 @@ from synthmix.cluster.pipeline import (
     locked,
     make_plan,
     open_repo,
+    read_lines,
     record,
     release,
     reorder_lock,
     stages_by_name,
+    tidy_gitignores,
+    track_with_git,
 )
 from synthmix.cluster.progress import Entry, View, duration, log_tail, plan_lines, summary_lines
-from synthmix.cluster.resources import Resources, load_resources, resolve
+from synthmix.cluster.resources import Resources, load_resources
 from synthmix.cluster.slurm import SubmitError
 from synthmix.io import read_json, write_json
 
@@ -79,11 +83,12 @@ class Driver:
         self.repo, self.executor, self.plan = repo, executor, plan
         self.root = repo.root_dir
         self.limit, self.poll_s = limit, poll_s
-        self.entries = {name: Entry(name, resolve(resources, name)) for name in plan.candidates}
+        self.entries = {name: Entry(name, resources.resolve(name)) for name in plan.candidates}
         self.jobs: dict[str, Job] = {}  # submitted and not finished
         self.holds: dict[str, Any] = {}  # DVC path locks of the submitted jobs
         self.succeeded: list[Job] = []  # finished with status 0, to record
         self.label = " ".join(sys.argv)
+        self.gitignores: tuple[dict[str, list[str]], dict[str, list[str]]] = ({}, {})  # (order, before)
         self.view = View()
         self.view.width = max([len(n) for n in self.entries] + [12])
 
@@ -101,7 +106,9 @@ class Driver:
                 self.entries[u].state in STOPPED for u in self.plan.upstream[name] if u in self.entries
             ):
                 other.note = "an upstream stage did not finish: " + ", ".join(
-                    u for u in self.plan.upstream[name] if u in self.entries and self.entries[u].state in STOPPED
+                    u
+                    for u in self.plan.upstream[name]
+                    if u in self.entries and self.entries[u].state in STOPPED
                 )
                 self.set(other, "not run", other.note)
 
@@ -111,6 +118,7 @@ class Driver:
             self.entries[name]
             for name in self.plan.candidates
             if self.entries[name].state == "waiting"
+            and name not in self.jobs  # prepared this round, submitted when the lock is released
             and all(self.entries[u].state in FINISHED for u in self.plan.upstream[name] if u in self.entries)
         ]
 
@@ -129,12 +137,15 @@ class Driver:
             status = self.executor.poll([job])[job.stage]
             pending = [u for u in self.plan.upstream.get(job.stage, []) if u in self.entries]
             why = ""
-            if entry is None:
+            if job.stage not in by_name:
+                why = "its stage is no longer in dvc.yaml"
+            elif entry is None:
                 why = "its stage is up to date"
             elif pending:
                 why = f"{', '.join(pending)} must run first; the stage will be submitted again"
             elif status.final and status.code != 0:
-                why = f"it ended {status.state.lower()} (exit status {status.code}); submitting the stage again"
+                code = f" (exit status {status.code})" if status.code is not None else ""
+                why = f"it ended {status.state.lower()}{code}; submitting the stage again"
             if why:
                 self.executor.cancel([job])  # running or not: also gives its GPUs back
                 self.view.say(f"{job.stage}: job of an earlier run ({_handle(job)}) dropped: {why}")
@@ -167,7 +178,9 @@ class Driver:
                 continue
             remove_job(self.root, name)
             code = f"exit status {status.code}" if status.code is not None else "no exit status"
-            self.fail(entry, "failed", f"{status.state.lower()} ({code}); log {_rel(job.log)}")
+            if status.state != "FAILED":  # cancelled, timed out, out of memory, lost ...
+                code = f"{status.state.lower()}, {code}"
+            self.fail(entry, "failed", f"{code}; log {_rel(job.log)}")
 
     def record_succeeded(self, by_name: dict[str, Any]) -> None:
         from dvc.exceptions import DvcException
@@ -179,8 +192,11 @@ class Driver:
                     raise ClusterError("the stage left dvc.yaml while its job ran")
                 changed = changed_inputs(stage, job.fingerprint)
                 if changed:
-                    raise ClusterError(f"its inputs changed while its job ran ({', '.join(changed)}); run again")
+                    raise ClusterError(
+                        f"its inputs changed while its job ran ({', '.join(changed)}); run again"
+                    )
                 record(stage)
+                tidy_gitignores(*self.gitignores)
             except (DvcException, ClusterError) as error:
                 self.fail(entry, "failed", f"not recorded: {error}; log {_rel(job.log)}")
             else:
@@ -196,13 +212,14 @@ class Driver:
         while progress:  # a skipped or restored stage can make its downstream ready in the same round
             progress = False
             for entry in self.ready():
-                if len(launches) >= self.slots():
+                if self.slots() <= 0:  # prepare() counts each new job in self.jobs
                     return launches
                 if not self.executor.can_take(entry.resources.gpus):
                     continue
                 stage = by_name[entry.name]
                 try:
                     outcome = dispatch(self.repo, stage, [by_name[u] for u in self.plan.upstream[entry.name]])
+                    tidy_gitignores(*self.gitignores)  # after a restore, before a downstream stage hashes it
                     if outcome == "submit":
                         launches.append(self.prepare(entry, stage))
                         continue
@@ -215,12 +232,15 @@ class Driver:
         return launches
 
     def prepare(self, entry: Entry, stage: Any) -> tuple[Job, Path]:
+        # DVC's path lock first: when another dvc command holds a path, nothing else needs undoing
+        self.holds[entry.name] = hold_paths(self.repo, stage, f"{self.label} [{entry.name}]")
         jobdir = new_jobdir(self.root, entry.name)
         job = Job(entry.name, self.executor.name, str(jobdir), fingerprint(stage), asdict(entry.resources))
         self.executor.assign(job, entry.resources.gpus)
         env = {**job_env(stage), **self.executor.job_env(job)}
-        script = write_script(jobdir, job_command(stage), stage.wdir, env, multi_node=entry.resources.nodes > 1)
-        self.holds[entry.name] = hold_paths(self.repo, stage, f"{self.label} [{entry.name}]")
+        script = write_script(
+            jobdir, job_command(stage), stage.wdir, env, multi_node=entry.resources.nodes > 1
+        )
         save_job(self.root, job)  # before sbatch: a driver killed during it still knows a job may exist
         self.jobs[entry.name] = job
         return job, script
@@ -252,6 +272,7 @@ class Driver:
         self.jobs.clear()
 
     def loop(self) -> None:
+        wait = self.poll_s
         while True:
             self.poll()
             if self.succeeded or self.can_dispatch():
@@ -261,10 +282,16 @@ class Driver:
                     launches = self.dispatch_ready(by_name)
                 for job, script in launches:
                     self.submit(job, script)
+                wait = 0.05  # new jobs: look again soon (a metric stage ends in a second), then less often
             if not self.jobs and not self.succeeded and not self.can_dispatch():
+                for entry in self.entries.values():  # cannot happen, but never report it as success
+                    if entry.state == "waiting":
+                        entry.note = "it never became ready (a bug: please report it)"
+                        self.set(entry, "not run", entry.note)
                 return
             self.view.status(list(self.entries.values()))
-            time.sleep(self.poll_s)
+            time.sleep(min(wait, self.poll_s))
+            wait *= 2
 
 
 def _handle(job: Job) -> str:
@@ -298,73 +325,89 @@ def run(
 ) -> int:
     """Run the stale stages of `targets` as parallel jobs; 0 when every stage finished, 1 when one failed,
     130 when interrupted."""
-    resources = load_resources(params_file)
-    limit = jobs if jobs is not None else (1 if executor == "local" else 0)  # 0: no limit (Slurm queues)
+    params = Path(params_file)
+    if params.is_file():  # a params problem first, even outside a DVC project
+        load_resources(params)
     repo = open_repo()
+    if not params.is_file() and not params.is_absolute():  # run from a subfolder: the project's params
+        params = Path(repo.root_dir) / params
+    resources = load_resources(params, Path(repo.root_dir) / "dvc.yaml")
     if dry_run:
-        with locked(repo):
-            plan = make_plan(repo, targets)
-        entries = [Entry(name, resolve(resources, name)) for name in plan.candidates]
-        flags = {e.name: e.resources.sbatch_flags() for e in entries} if executor == "slurm" else None
-        print("\n".join(plan_lines(entries, plan.reasons, plan.upstream, len(plan.order), executor, flags)))
-        return 0
+        return _dry_run(repo, targets, resources, executor, gpus)
+    engine = make_executor(executor, repo.root_dir, gpus)
+    limit = jobs if jobs is not None else (1 if executor == "local" else 0)  # 0: no limit (Slurm queues)
+    with DriverLock(repo.root_dir):
+        return _drive(
+            repo, engine, targets, resources, limit, poll_s or (0.5 if executor == "local" else 5.0)
+        )
+
+
+def _dry_run(repo: Any, targets: list[str], resources: Resources, executor: str, gpus: str | None) -> int:
+    with locked(repo):
+        plan = make_plan(repo, targets)
+    entries = [Entry(name, resources.resolve(name)) for name in plan.candidates]
+    if executor == "local":  # what this machine can never run is refused now, not after hours
+        local = make_executor("local", repo.root_dir, gpus)
+        for entry in entries:
+            local.check(entry.name, entry.resources.gpus, entry.resources.nodes)
+    flags = {e.name: e.resources.sbatch_flags() for e in entries} if executor == "slurm" else None
+    print("\n".join(plan_lines(entries, plan.reasons, plan.upstream, len(plan.order), executor, flags)))
+    return 0
+
+
+def _drive(
+    repo: Any, engine: Any, targets: list[str], resources: Resources, limit: int, poll_s: float
+) -> int:
     root = repo.root_dir
-    engine = make_executor(executor, root, gpus)
-    with DriverLock(root):
-        saved = load_jobs(root)
-        other = [job for job in saved if job.executor != engine.name]
-        if other:
-            raise ClusterError(
-                f"{other[0].stage}: its job of an earlier run went to the {other[0].executor} executor; run "
-                f"again with --executor {other[0].executor} to wait for it"
-            )
-        state_file = jobs_dir(root) / "run.json"
+    saved = load_jobs(root)
+    other = [job for job in saved if job.executor != engine.name]
+    if other:
+        raise ClusterError(
+            f"{other[0].stage}: its job of an earlier run went to the {other[0].executor} executor; run "
+            f"again with --executor {other[0].executor} to wait for it"
+        )
+    # what dvc.lock and the .gitignore files held before the run, kept across restarts for their final order
+    state_file = jobs_dir(root) / "run.json"
+    with locked(repo):
+        known = stages_by_name(repo)
+        plan = make_plan(repo, targets, also=[job.stage for job in saved if job.stage in known])
+        state = read_json(state_file) if state_file.exists() else {}
+        state.setdefault("lock_before", lock_entries(plan.lockfiles))
+        state.setdefault("order", plan.order)
+        state.setdefault("gitignore_order", gitignore_order([known[name] for name in plan.candidates]))
+        state.setdefault("gitignore_before", read_lines(list(state["gitignore_order"])))
+    driver = Driver(repo, engine, plan, resources, limit, poll_s)
+    driver.gitignores = (state["gitignore_order"], state["gitignore_before"])
+    for entry in driver.entries.values():
+        engine.check(entry.name, entry.resources.gpus, entry.resources.nodes)
+    write_json(state_file, state)
+    gpu_note = f", GPUs {','.join(engine.pool.ids) or 'none'}" if engine.name == "local" else ""
+    driver.view.say(
+        f"{len(plan.candidates)} of {len(plan.order)} stage(s) to run; {engine.name} executor, "
+        f"-j {limit or 'unlimited'}{gpu_note}"
+    )
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    started, interrupted = time.time(), False
+    try:
         with locked(repo):
-            by_name = stages_by_name(repo)
-            plan = make_plan(repo, targets, also=[job.stage for job in saved if job.stage in by_name])
-            state = read_json(state_file) if state_file.exists() else {"lock_before": lock_entries(plan.lockfiles)}
-            write_json(state_file, state)
-            driver = Driver(repo, engine, plan, resources, limit, poll_s or (1.0 if executor == "local" else 5.0))
-            for entry in driver.entries.values():
-                engine.check(entry.name, entry.resources.gpus, entry.resources.nodes)
-            gpu_note = f", GPUs {','.join(engine.pool.ids) or 'none'}" if executor == "local" else ""
-            driver.view.say(
-                f"{len(plan.candidates)} of {len(plan.order)} stage(s) to run; {executor} executor, "
-                f"-j {limit or 'unlimited'}{gpu_note}"
-            )
-            driver.adopt(saved, by_name)
-        previous = signal.signal(signal.SIGTERM, _interrupt)
-        started, interrupted = time.time(), False
-        try:
-            driver.loop()
-        except KeyboardInterrupt:
-            interrupted = True
-            driver.cancel_all()
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-            for hold in driver.holds.values():  # a crash leaves jobs running for the next driver
-                release(hold)
-            driver.holds.clear()
-        with locked(repo):
-            before = state.get("lock_before", {})
-            for path in plan.lockfiles:
-                reorder_lock(path, plan.order, before.get(path, []))
-        state_file.unlink()
-        _track_with_git(repo)
-        entries = list(driver.entries.values())
-        print("\n".join(summary_lines(entries, time.time() - started)), flush=True)
-        if interrupted:
-            return 130
-        return 1 if any(e.state in ("failed", "not run") for e in entries) else 0
-
-
-def _track_with_git(repo: Any) -> None:
-    """What `dvc repro` does at the end: stage dvc.lock and .gitignore with core.autostage, else say how."""
-    scm = repo.scm_context
-    if not scm.files_to_track:
-        return
-    if scm.autostage:
-        scm.track_changed_files()
-    else:
-        print(f"To track the changes with git, run: git add {' '.join(sorted(scm.files_to_track))}")
-    scm.files_to_track = set()
+            driver.adopt(saved, stages_by_name(repo))
+        driver.loop()
+    except KeyboardInterrupt:
+        interrupted = True
+        driver.cancel_all()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        for hold in driver.holds.values():  # after a crash the jobs run on, for the next driver
+            release(hold)
+        driver.holds.clear()
+    with locked(repo):
+        order = state["order"] + [name for name in plan.order if name not in state["order"]]
+        for path in plan.lockfiles:
+            reorder_lock(path, order, state["lock_before"].get(path, []))
+    state_file.unlink()
+    track_with_git(repo)
+    entries = list(driver.entries.values())
+    print("\n".join(summary_lines(entries, time.time() - started)), flush=True)
+    if interrupted:
+        return 130
+    return 1 if any(e.state in ("failed", "not run") for e in entries) else 0

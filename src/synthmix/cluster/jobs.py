@@ -3,7 +3,7 @@
 Everything lives in the ignored work folder `.synthmix/jobs/` of the project:
 
     .synthmix/jobs/<stage>.json           the handle of the stage's job while it is not yet recorded
-    .synthmix/jobs/run.json               the run in progress (for the dvc.lock order after a restart)
+    .synthmix/jobs/run.json               the run in progress: what dvc.lock and .gitignore held before it
     .synthmix/jobs/driver.lock            held (flock) by the one `synthmix run` driving the project
     .synthmix/jobs/logs/<stage>/<n>/      attempt n: job.sh, log (stdout + stderr), started, exitcode
 
@@ -61,7 +61,7 @@ class Job:
     stage: str
     executor: str  # "local" or "slurm"
     jobdir: str  # absolute: job.sh, log, started, exitcode
-    fingerprint: str  # the stage's cmd, deps and params when it was submitted (pipeline.fingerprint)
+    fingerprint: dict[str, str]  # the stage's cmd, deps and params when submitted (pipeline.fingerprint)
     resources: dict[str, Any]
     handle: dict[str, Any] | None = None  # executor's: {"pid", "start"} or {"job_id"}; None while submitting
     gpus: list[str] = field(default_factory=list)  # local executor: the GPU ids it was given
@@ -74,7 +74,7 @@ class Job:
     def started(self) -> float | None:
         """When the job's command began (the job wrote it), else None."""
         fields = _read_fields(Path(self.jobdir) / "started")
-        return float(fields[0]) if fields else None
+        return _seconds(fields[0]) if fields else None
 
     def started_pid(self) -> int | None:
         fields = _read_fields(Path(self.jobdir) / "started")
@@ -83,7 +83,12 @@ class Job:
     def exit(self) -> tuple[int, float] | None:
         """(exit status, end time) once the command has ended, else None."""
         fields = _read_fields(Path(self.jobdir) / "exitcode")
-        return (int(fields[0]), float(fields[1])) if fields and len(fields) > 1 else None
+        return (int(fields[0]), _seconds(fields[1])) if fields and len(fields) > 1 else None
+
+
+def _seconds(text: str) -> float:
+    """A `date +%s.%N` time; BSD date (macOS) prints a literal N for %N, so only the leading number counts."""
+    return float(re.match(r"[0-9]+(\.[0-9]+)?", text)[0])  # type: ignore[index]
 
 
 def _read_fields(path: Path) -> list[str] | None:
@@ -127,9 +132,7 @@ def new_jobdir(root: str | Path, stage: str) -> Path:
     return folder.resolve()
 
 
-def write_script(
-    jobdir: Path, command: str, cwd: str, env: dict[str, str], multi_node: bool = False
-) -> Path:
+def write_script(jobdir: Path, command: str, cwd: str, env: dict[str, str], multi_node: bool = False) -> Path:
     """`jobdir/job.sh`: run `command` in `cwd` with `env` added, and leave `started` and `exitcode` behind.
 
     The command runs in a child shell, so that an `exit N` inside it still reaches the lines that write the

@@ -9,6 +9,7 @@ start time (a reused pid is another process) and reads their exit status from th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -163,10 +164,8 @@ class LocalExecutor:
         alive = [job for job in jobs if self._alive(job)]
         for sig in (signal.SIGTERM, signal.SIGKILL):
             for job in alive:
-                try:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(job.handle["pid"], sig)  # type: ignore[index]
-                except (ProcessLookupError, PermissionError):
-                    pass
             deadline = time.monotonic() + grace_s
             while alive and time.monotonic() < deadline:
                 time.sleep(0.1)

@@ -26,6 +26,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from synthmix.cluster.jobs import ClusterError
@@ -33,8 +34,13 @@ from synthmix.cluster.jobs import ClusterError
 
 def open_repo() -> Any:
     """The DVC project around the current folder."""
+    import logging
+
     from dvc.exceptions import NotDvcRepoError
     from dvc.repo import Repo
+
+    # after `import dvc`, which sets its loggers up: warnings only, not "Updating lock file" for every stage
+    logging.getLogger("dvc").setLevel(logging.WARNING)
 
     try:
         return Repo()
@@ -106,10 +112,9 @@ def make_plan(repo: Any, targets: list[str], also: list[str] = ()) -> Plan:
     reasons: dict[str, str] = {}
     for stage in steps:
         name = stage.addressing
-        stale_upstream = [u for u in upstream[name] if u in candidates]
-        if stale_upstream:
+        if any(u in candidates for u in upstream[name]):
             candidates.append(name)
-            reasons[name] = f"after {', '.join(stale_upstream)}"
+            reasons[name] = "an upstream stage runs first"
         elif stage.changed():
             candidates.append(name)
             reasons[name] = describe_status(stage.status().get(name, []))
@@ -227,6 +232,48 @@ def record(stage: Any) -> None:
     stage.dump(update_pipeline=False)
 
 
+def gitignore_order(stages: list[Any]) -> dict[str, list[str]]:
+    """The .gitignore files that recording `stages` may append to, each with the entries in the order a
+    sequential `dvc repro` of `stages` (in this order) appends them.
+
+    Why it matters: DVC lists each cached output in the .gitignore beside it, and a folder dependency such as
+    `data/generated` (read by mix@) hashes that .gitignore too. Jobs that finish in another order would write
+    `/beta` before `/alpha`, and mix@'s dependency hash, its dvc.lock entry and its run-cache key would differ
+    from a sequential run's (same size, other md5).
+    """
+    from pathspec.patterns import GitWildMatchPattern  # how scmrepo writes the entry
+
+    order: dict[str, list[str]] = {}
+    for stage in stages:
+        for out in stage.outs:
+            if out.protocol == "local" and out.use_scm_ignore:
+                folder, name = os.path.split(out.fs_path)
+                order.setdefault(os.path.join(folder, ".gitignore"), []).append(
+                    GitWildMatchPattern.escape("/" + name)
+                )
+    return order
+
+
+def read_lines(paths: list[str]) -> dict[str, list[str]]:
+    return {
+        path: Path(path).read_text(encoding="utf-8").splitlines() if os.path.exists(path) else []
+        for path in paths
+    }
+
+
+def tidy_gitignores(order: dict[str, list[str]], before: dict[str, list[str]]) -> None:
+    """Put the .gitignore entries added since `before` in sequential order (see gitignore_order)."""
+    from synthmix.io import atomic_write_text
+
+    for path, lines in read_lines(list(order)).items():
+        rank = {entry: i for i, entry in enumerate(order[path])}
+        old = set(before.get(path, []))
+        new = sorted((line for line in lines if line not in old), key=lambda line: rank.get(line, len(rank)))
+        tidy = [line for line in lines if line in old] + new
+        if tidy != lines:
+            atomic_write_text(path, "\n".join(tidy) + "\n")
+
+
 def reorder_lock(path: str, order: list[str], before: list[str]) -> None:
     """Put the dvc.lock entries that are new since `before` in plan order, as a sequential `dvc repro`
     appends them; parallel jobs finish, and are recorded, in any order."""
@@ -244,3 +291,15 @@ def reorder_lock(path: str, order: list[str], before: list[str]) -> None:
             items = {k: stages.pop(k) for k in keys}
             for key in wanted:
                 stages[key] = items[key]
+
+
+def track_with_git(repo: Any) -> None:
+    """What `dvc repro` does at the end: stage dvc.lock and .gitignore with core.autostage, else say how."""
+    scm = repo.scm_context
+    if not scm.files_to_track:
+        return
+    if scm.autostage:
+        scm.track_changed_files()
+    else:
+        print(f"To track the changes with git, run: git add {' '.join(sorted(scm.files_to_track))}")
+    scm.files_to_track = set()

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from synthmix.cluster.resources import JobResources
+from synthmix.cluster.resources import JobResources, family_and_key
+from synthmix.config.resources import time_seconds
 
 # a stage's states, in the order the status line lists them
 STATES = ("waiting", "queued", "running", "done", "restored", "skipped", "failed", "not run", "cancelled")
@@ -84,21 +85,34 @@ def plan_lines(
     executor: str,
     sbatch: dict[str, list[str]] | None,
 ) -> list[str]:
-    """The plan as `--dry-run` prints it: each stage to run in order, why, its resources and sbatch flags."""
+    """The plan as `--dry-run` prints it: each stage to run, upstream first, with why (what changed, or
+    which upstream stages it waits for), its resources and sbatch flags; then the requests per family."""
     names = {e.name for e in entries}
     lines = [
-        f"plan: {len(entries)} of {total} stage(s) to run, in this order ({executor} executor); a stage "
-        "whose inputs come out unchanged is skipped, one DVC can restore from its run-cache is restored"
+        f"plan: {len(entries)} of {total} stage(s) to run, upstream first ({executor} executor). At run time a "
+        "stage whose inputs come out unchanged is skipped, and one that DVC can restore from its run-cache is "
+        "restored instead of submitted."
     ]
     for i, entry in enumerate(entries, 1):
         after = [u for u in upstream.get(entry.name, []) if u in names]
-        lines.append(f"{i:>3}. {entry.name}")
-        lines.append(f"       why:       {reasons.get(entry.name, '')}")
-        if after:
-            lines.append(f"       after:     {', '.join(after)}")
-        lines.append(f"       resources: {entry.resources.describe()}")
+        why = f"after {', '.join(after)}" if after else reasons.get(entry.name, "")
+        lines.append(f"{i:>3}. {entry.name}: {why}")
+        lines.append(f"       resources {entry.resources.describe()}")
         if sbatch is not None:
-            lines.append(f"       sbatch:    {' '.join(sbatch[entry.name])}")
+            lines.append(f"       sbatch    {' '.join(sbatch[entry.name])}")
+    families: dict[tuple[str, str], int] = Counter(
+        (family_and_key(e.name)[0], e.resources.describe()) for e in entries
+    )
+    if families:
+        width = max(len(family) for family, _ in families)
+        lines.append("per family:")
+        lines += [f"  {family:<{width}}  {n:>3} x  {what}" for (family, what), n in families.items()]
+    limits = [e.resources for e in entries if e.resources.gpus and e.resources.time]
+    if limits:
+        hours = sum(r.gpus * r.nodes * time_seconds(r.time) for r in limits) / 3600  # type: ignore[arg-type]
+        lines.append(
+            f"GPU time the jobs may take at most (gpus x nodes x time limit): {hours:,.0f} GPU-hours"
+        )
     return lines
 
 

@@ -2,181 +2,39 @@
 
 ```yaml
 resources:
-  default: {cpus: 1}                                   # every stage not named below (metric stages)
+  default: {cpus: 1}                                   # every stage (the metric stages need no more)
   generate: {gpus: 1, cpus: 8, mem: 64G, time: "12:00:00", partition: gpu,
              overrides: {falcon: {gpus: 2}}}           # per source
   finetune: {gpus: 2, cpus: 16, mem: 128G, time: "1-00:00:00",
              overrides: {multi: {time: "1-12:00:00"}}}  # per condition (or one run: multi-43)
 ```
 
-A stage `<family>@<key>` gets `default`, then its family's values, then the override for its condition, then
-the override for its exact key; a value left out (null) is inherited. `extra` Slurm flags add up along the
-same chain (an account in `default`, a QoS in `finetune`). Families are the stage names of dvc.yaml; which
-names an override may use follows from the family's foreach/matrix: a model for `models`, a source for
-`generate`, a condition (or `<condition>-<seed>`) for `mix` and every per-run stage.
+The keys besides `default` are stage families: the stage names of dvc.yaml (`generate`, `finetune`, ...).
+A stage `<family>@<key>` gets `default`, then its family's values, then its override; a value left out is
+inherited, and `extra` sbatch flags add up along the chain (an account in `default`, a QoS in `finetune`).
+What an override may name follows from the family's loop in dvc.yaml: an entry of what `foreach` runs over
+(a model for `models`, a source for `generate`), or for a `matrix` a value of its first axis (a condition:
+every run of it) or one whole run (`multi-43`, DVC's name for the stage after the `@`).
 
-The section is validated like the rest of params (unknown keys get did-you-mean, override names are checked
-against the params' models, sources and conditions). Until `Params` has a `resources` field, this module
-reads the key from params.yaml itself; a params file without it gets the defaults (1 CPU per stage).
+The shape is validated like every params section (unknown keys get did-you-mean). Which families and
+override names exist depends on dvc.yaml, so that check happens here with dvc.yaml at hand, as
+`dvcparams.missing_keys` does for the keys dvc.yaml reads (the schema itself is `synthmix.config.resources`,
+the `resources` field of `Params`). A params file without the key gets the defaults (1 CPU per stage).
 """
 
 from __future__ import annotations
 
 import difflib
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from synthmix.config.base import ParamsError, PositiveInt, Strict
+from synthmix.config.base import ParamsError
 from synthmix.config.params import format_errors
-
-# dvc.yaml's stage families, and what the foreach/matrix of each runs over (tests/test_cluster.py checks both
-# against dvc.yaml): a model, a source, a condition, or a run (condition x seed: `<condition>-<seed>`, whose
-# overrides may name the condition or the run). A family that runs once has no overrides.
-KEYED_BY = {
-    "models": "models",
-    "prepare": None,
-    "generate": "sources",
-    "mix": "conditions",
-    "finetune": "runs",
-    "sample": "runs",
-    "perplexity": "runs",
-    "collapse": "runs",
-    "data_diversity": None,
-    "redteam": None,
-    "attack": "runs",
-    "judge": "runs",
-    "robustness": "runs",
-    "candidates": None,
-    "preference": "runs",
-    "preference_metrics": "runs",
-    "report": None,
-}
-FAMILIES = tuple(KEYED_BY)
-
-# flags `synthmix run` sets itself: the job's log, its folder and how it is submitted
-RESERVED_FLAGS = (
-    "-o",
-    "-e",
-    "-D",
-    "-J",
-    "--output",
-    "--error",
-    "--chdir",
-    "--job-name",
-    "--parsable",
-    "--wrap",
-)
-_MEM = re.compile(r"[0-9]+[KMGT]?")
-# Slurm's --time: minutes, minutes:seconds, hours:minutes:seconds, days-hours, days-hours:minutes,
-# days-hours:minutes:seconds
-_TIME = re.compile(r"(?:(?P<days>[0-9]+)-)?(?P<a>[0-9]+)(?::(?P<b>[0-9]{1,2}))?(?::(?P<c>[0-9]{1,2}))?")
-
-
-def time_seconds(value: str) -> int:
-    """Seconds in a Slurm time limit ("90" is 90 minutes, "2:00:00" two hours, "1-12" a day and a half)."""
-    match = _TIME.fullmatch(value)
-    if match is None:
-        raise ValueError(value)
-    days, a, b, c = (int(match[g]) if match[g] else None for g in ("days", "a", "b", "c"))
-    if days is not None:  # days-hours[:minutes[:seconds]]
-        return days * 86400 + a * 3600 + (b or 0) * 60 + (c or 0)
-    if c is not None:  # hours:minutes:seconds
-        return a * 3600 + b * 60 + c
-    return a * 60 + (b or 0)  # minutes[:seconds]
-
-
-class StageResources(Strict):
-    """One job's request. Every key may be left out (inherited from the level above)."""
-
-    gpus: int | None = Field(default=None, ge=0, description="GPUs per node (Slurm --gres=gpu:N)")
-    cpus: PositiveInt | None = Field(default=None, description="CPU cores (Slurm --cpus-per-task)")
-    mem: str | None = Field(default=None, description="memory per node, e.g. 64G or 4096M (Slurm --mem)")
-    time: str | None = Field(
-        default=None,
-        description="time limit in Slurm's format: minutes, HH:MM:SS or D-HH:MM:SS (Slurm --time)",
-    )
-    partition: str | None = Field(default=None, description="Slurm partition (--partition)")
-    nodes: PositiveInt | None = Field(
-        default=None, description="nodes (Slurm only); > 1 is for multi-node fine-tuning"
-    )
-    extra: list[str] | None = Field(
-        default=None, description="more sbatch flags, e.g. [--account=myproj, --qos=high]; they add up"
-    )
-
-    @field_validator("mem", mode="before")
-    @classmethod
-    def _mem(cls, value: Any) -> Any:
-        if isinstance(value, int) and not isinstance(value, bool):
-            value = str(value)  # Slurm reads a bare number as megabytes
-        if isinstance(value, str) and not _MEM.fullmatch(value):
-            raise ValueError(f"'{value}' is not a memory size; write a number with K, M, G or T, e.g. 64G")
-        return value
-
-    @field_validator("time", mode="before")
-    @classmethod
-    def _time(cls, value: Any) -> Any:
-        if isinstance(value, int) and not isinstance(value, bool):
-            value = str(value)  # minutes, as Slurm reads a bare number (YAML reads 90 as an int)
-        if isinstance(value, str):
-            try:
-                time_seconds(value)
-            except ValueError:
-                raise ValueError(
-                    f"'{value}' is not a Slurm time limit; write minutes (90), HH:MM:SS (12:00:00) or "
-                    "D-HH:MM:SS (1-12:00:00), quoted in YAML"
-                ) from None
-        return value
-
-    @field_validator("extra")
-    @classmethod
-    def _extra(cls, value: list[str] | None) -> list[str] | None:
-        for flag in value or []:
-            if not flag.startswith("-"):
-                raise ValueError(
-                    f"'{flag}' is not a flag; write each sbatch flag whole, e.g. --account=myproj"
-                )
-            name = flag.split("=", 1)[0]
-            if name in RESERVED_FLAGS or (len(name) > 2 and name[:2] in RESERVED_FLAGS and name[1] != "-"):
-                raise ValueError(
-                    f"'{flag}': synthmix run sets {name} itself (the job's name, log and folder)"
-                )
-        return value
-
-
-class FamilyResources(StageResources):
-    """A stage family's request, with overrides per model, source or condition (see the module docstring)."""
-
-    overrides: dict[str, StageResources] = Field(
-        default={}, description="per model, source, condition or run (<condition>-<seed>): keys to change"
-    )
-
-
-class Resources(Strict):
-    """The `resources` section: `default` plus one optional entry per stage family of dvc.yaml."""
-
-    default: StageResources = StageResources()
-    models: FamilyResources | None = None
-    prepare: FamilyResources | None = None
-    generate: FamilyResources | None = None
-    mix: FamilyResources | None = None
-    finetune: FamilyResources | None = None
-    sample: FamilyResources | None = None
-    perplexity: FamilyResources | None = None
-    collapse: FamilyResources | None = None
-    data_diversity: FamilyResources | None = None
-    redteam: FamilyResources | None = None
-    attack: FamilyResources | None = None
-    judge: FamilyResources | None = None
-    robustness: FamilyResources | None = None
-    candidates: FamilyResources | None = None
-    preference: FamilyResources | None = None
-    preference_metrics: FamilyResources | None = None
-    report: FamilyResources | None = None
+from synthmix.config.resources import FamilyResources, StageResources
 
 
 class _WithResources(BaseModel):
@@ -184,7 +42,7 @@ class _WithResources(BaseModel):
     error paths read `resources.generate.gpus` and misspelt keys get their suggestion."""
 
     model_config = ConfigDict(extra="ignore")
-    resources: Resources = Resources()
+    resources: dict[str, FamilyResources] = {}
 
 
 @dataclass(frozen=True)
@@ -224,6 +82,81 @@ class JobResources:
         return [*flags, *self.extra]
 
 
+@dataclass(frozen=True)
+class Loop:
+    """How dvc.yaml repeats a stage family, and so what an override may name."""
+
+    over: str  # for messages: "sources", "condition (conditions) x seed (seeds)"; "" when it runs once
+    names: tuple[str, ...] = ()  # the stages' keys (after the @)
+    prefixes: tuple[str, ...] = ()  # matrix: the first axis's values, each naming all runs that start with it
+
+
+def _loop_values(expression: Any, params: dict[str, Any]) -> list[str]:
+    """The names DVC gives the entries of a foreach/matrix axis: `${sources}` -> the keys of params.sources."""
+    value = expression
+    if isinstance(expression, str) and expression.startswith("${") and expression.endswith("}"):
+        value = params
+        for part in expression[2:-1].split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+    if isinstance(value, dict):
+        return [str(key) for key in value]
+    if isinstance(value, list):
+        return [str(item) if not isinstance(item, (dict, list)) else str(i) for i, item in enumerate(value)]
+    return []
+
+
+def pipeline_loops(pipeline: dict[str, Any], params: dict[str, Any]) -> dict[str, Loop]:
+    """Each stage family of a dvc.yaml (its `stages` mapping) with its loop, as DVC expands it with `params`."""
+    loops = {}
+    for family, spec in (pipeline.get("stages") or {}).items():
+        spec = spec or {}
+        if "foreach" in spec:
+            over = str(spec["foreach"]).removeprefix("${").removesuffix("}")
+            loops[family] = Loop(over, tuple(_loop_values(spec["foreach"], params)))
+        elif "matrix" in spec:
+            axes = [(axis, _loop_values(values, params)) for axis, values in (spec["matrix"] or {}).items()]
+            keys = [""]
+            for _, values in axes:
+                keys = [f"{key}-{value}" if key else value for key in keys for value in values]
+            over = " x ".join(
+                f"{axis} ({str(values).removeprefix('${').removesuffix('}')})"
+                for axis, values in (spec["matrix"] or {}).items()
+            )
+            loops[family] = Loop(over, tuple(keys), tuple(axes[0][1]) if axes else ())
+        else:
+            loops[family] = Loop("")
+    return loops
+
+
+class Resources:
+    """The validated `resources` section and the pipeline's loops: what each stage's job asks for."""
+
+    def __init__(
+        self, entries: dict[str, FamilyResources] | None = None, loops: dict[str, Loop] | None = None
+    ):
+        self.entries = entries or {}
+        self.loops = loops or {}
+
+    def resolve(self, stage: str) -> JobResources:
+        """`default`, then the family, then its first-axis override (a condition), then its exact key."""
+        family, key = family_and_key(stage)
+        chain: list[StageResources] = [self.entries.get("default") or StageResources()]
+        entry = self.entries.get(family) if family != "default" else None
+        if entry is not None:
+            chain.append(entry)
+            if key is not None:
+                prefixes = [p for p in self.loops.get(family, Loop("")).prefixes if key.startswith(f"{p}-")]
+                group = max(prefixes, key=len) if prefixes else None  # condition "a-b" before "a"
+                chain += [o for o in (entry.overrides.get(group or ""), entry.overrides.get(key)) if o]
+        settled: dict[str, Any] = {}
+        extra: list[str] = []
+        for level in chain:
+            values = level.model_dump(exclude_none=True, exclude={"overrides"})
+            extra += values.pop("extra", [])
+            settled.update(values)
+        return JobResources(**settled, extra=tuple(extra))
+
+
 def family_and_key(stage: str) -> tuple[str, str | None]:
     """`finetune@multi-42` -> ("finetune", "multi-42"); `sub/dvc.yaml:report` -> ("report", None)."""
     name = stage.rsplit(":", 1)[-1]
@@ -231,53 +164,38 @@ def family_and_key(stage: str) -> tuple[str, str | None]:
     return family, key or None
 
 
-def _run_condition(key: str) -> str | None:
-    """The condition of a per-run key `<condition>-<seed>`, else None."""
-    condition, _, seed = key.rpartition("-")
-    return condition if condition and seed.isdigit() else None
-
-
-def resolve(resources: Resources, stage: str) -> JobResources:
-    """The settled request of one stage (default < family < condition override < exact key override)."""
-    family, key = family_and_key(stage)
-    chain: list[StageResources] = [resources.default]
-    entry = getattr(resources, family, None) if family in KEYED_BY else None
-    if entry is not None:
-        chain.append(entry)
-        if key is not None:
-            condition = _run_condition(key) if KEYED_BY[family] == "runs" else None
-            chain += [o for o in (entry.overrides.get(condition or ""), entry.overrides.get(key)) if o]
-    settled: dict[str, Any] = {}
-    extra: list[str] = []
-    for level in chain:
-        values = level.model_dump(exclude_none=True, exclude={"overrides"})
-        extra += values.pop("extra", [])
-        settled.update(values)
-    return JobResources(**settled, extra=tuple(extra))
-
-
-def _override_problems(resources: Resources, params: dict[str, Any]) -> list[str]:
-    """Override names must name what their family runs over (models, sources or conditions)."""
+def _name_problems(resources: Resources) -> list[str]:
+    """Families must be dvc.yaml's; override names must name what the family's loop runs over."""
     problems = []
-    seeds = params.get("seeds") or [42]
-    for family, keyed_by in KEYED_BY.items():
-        entry = getattr(resources, family)
-        if entry is None or not entry.overrides:
+    families = list(resources.loops)
+    for family, entry in resources.entries.items():
+        where = f"resources.{family}"
+        if family == "default":
+            if entry.overrides:
+                problems.append(
+                    f"{where}.overrides: the default applies to every stage; put overrides on a family"
+                )
             continue
-        where = f"resources.{family}.overrides"
-        if keyed_by is None:
-            problems.append(f"{where}: {family} runs once; set its resources on resources.{family} itself")
+        loop = resources.loops.get(family)
+        if loop is None:
+            hint = difflib.get_close_matches(family, families, n=1)
+            problems.append(
+                f"{where}: no stage '{family}' in dvc.yaml"
+                + (f"; did you mean '{hint[0]}'?" if hint else "")
+                + f" (stages: default, {', '.join(families)})"
+            )
             continue
-        section = "conditions" if keyed_by == "runs" else keyed_by
-        names = list(params.get(section) or {})
-        valid = names + ([f"{c}-{s}" for c in names for s in seeds] if keyed_by == "runs" else [])
-        kind = "condition or run (<condition>-<seed>)" if keyed_by == "runs" else section[:-1]
+        if entry.overrides and not loop.over:
+            problems.append(f"{where}.overrides: {family} runs once; set its resources on {where} itself")
+            continue
+        valid = [*loop.prefixes, *loop.names]
         for name in entry.overrides:
             if name not in valid:
                 hint = difflib.get_close_matches(name, valid, n=1)
+                shown = ", ".join(valid[:8]) + (", ..." if len(valid) > 8 else "")
                 problems.append(
-                    f"{where}.{name}: unknown {kind} '{name}' (params {section}: {', '.join(names) or 'none'})"
-                    + (f"; did you mean '{hint[0]}'?" if hint else "")
+                    f"{where}.overrides.{name}: {family} runs per {loop.over}, with no entry '{name}' "
+                    f"({shown or 'none'})" + (f"; did you mean '{hint[0]}'?" if hint else "")
                 )
     return problems
 
@@ -290,7 +208,7 @@ def _gpu_problems(resources: Resources, params: dict[str, Any]) -> list[str]:
         override = ((spec or {}).get("finetune") or {}).get("num_processes")
         processes = override or finetune.get("num_processes") or 1
         for seed in params.get("seeds") or [42]:
-            job = resolve(resources, f"finetune@{condition}-{seed}")
+            job = resources.resolve(f"finetune@{condition}-{seed}")
             if job.gpus and job.gpus * job.nodes < processes:
                 problems.append(
                     f"resources.finetune: finetune@{condition}-{seed} trains with num_processes {processes} (one "
@@ -301,17 +219,60 @@ def _gpu_problems(resources: Resources, params: dict[str, Any]) -> list[str]:
     return problems
 
 
-def parse_resources(data: Any, source: str = "params") -> Resources:
-    """Validate the `resources` key of a params mapping (absent: the defaults)."""
+def _vllm_gpus(params: dict[str, Any]) -> list[tuple[str, int, str]]:
+    """(stage, GPUs its model needs, the params key that says so) for every model pass that runs vLLM: one
+    GPU per tensor-parallel shard. (The transformers backend runs anywhere, CPU included.)"""
+
+    def size(section: Any) -> int:
+        generation = (section or {}).get("generation") or {}
+        return int(generation.get("tensor_parallel_size") or 1) if generation.get("backend") == "vllm" else 0
+
+    runs = [f"{c}-{s}" for c in params.get("conditions") or {} for s in params.get("seeds") or [42]]
+    found = []
+    for source, spec in (params.get("sources") or {}).items():
+        found += [
+            (f"{family}@{source}", size(spec), f"sources.{source}.generation")
+            for family in ("generate", "summarize")
+        ]
+    target, judge = size(params.get("target")), size((params.get("robustness") or {}).get("judge"))
+    for run in runs:
+        found += [
+            (f"sample@{run}", target, "target.generation"),
+            (f"attack@{run}", target, "target.generation"),
+        ]
+        found.append((f"judge@{run}", judge, "robustness.judge.generation"))
+    return found
+
+
+def _tensor_parallel_problems(resources: Resources, params: dict[str, Any]) -> list[str]:
+    """A vLLM model split over tensor_parallel_size GPUs needs that many GPUs in its job (vLLM has no CPU
+    build, so this holds with no `resources` section too: the default asks for no GPU)."""
+    problems: dict[str, str] = {}  # one line per family
+    for stage, needed, key in _vllm_gpus(params):
+        family, gpus = stage.split("@")[0], resources.resolve(stage).gpus
+        if gpus < needed and family not in problems:
+            problems[family] = (
+                f"resources.{family}: {stage} runs vLLM with tensor_parallel_size {needed} ({key}) but asks for "
+                f"{gpus} GPU(s); give it gpus: {needed} or more"
+            )
+    return list(problems.values())
+
+
+def parse_resources(data: Any, source: str = "params", pipeline: dict[str, Any] | None = None) -> Resources:
+    """Validate the `resources` key of a params mapping (absent: the defaults) against `pipeline`, the
+    dvc.yaml mapping (None: family and override names are not checked)."""
     if not isinstance(data, dict):
         raise ParamsError(f"{source}: expected a mapping of keys at the top level, got {type(data).__name__}")
-    if data.get("resources") is None:
-        return Resources()
     try:
-        resources = _WithResources.model_validate({"resources": data["resources"]}).resources
+        entries = _WithResources.model_validate({"resources": data.get("resources") or {}}).resources
     except ValidationError as error:
         raise ParamsError(format_errors(error, source, schema=_WithResources)) from None
-    problems = _override_problems(resources, data) + _gpu_problems(resources, data)
+    resources = Resources(entries, pipeline_loops(pipeline, data) if pipeline is not None else {})
+    problems = [
+        *(_name_problems(resources) if pipeline is not None else []),
+        *_gpu_problems(resources, data),
+        *_tensor_parallel_problems(resources, data),
+    ]
     if problems:
         raise ParamsError(
             "\n".join([f"{source}: {len(problems)} problem(s) in params:", *(f"  - {p}" for p in problems)])
@@ -319,16 +280,21 @@ def parse_resources(data: Any, source: str = "params") -> Resources:
     return resources
 
 
-def load_resources(path: str | Path = "params.yaml") -> Resources:
-    """Read params.yaml's `resources` section; a missing file or key gives the defaults."""
-    path = Path(path)
-    if not path.is_file():
-        return Resources()
+def _read_yaml(path: Path) -> Any:
     try:
         with path.open(encoding="utf-8") as handle:
-            data = yaml.safe_load(handle)
+            return yaml.safe_load(handle)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
         raise ParamsError(f"{path}: not valid YAML{where}: {error}") from None
-    return parse_resources(data if data is not None else {}, str(path))
+
+
+def load_resources(path: str | Path = "params.yaml", pipeline: str | Path | None = None) -> Resources:
+    """Read params.yaml's `resources` section (a missing file or key gives the defaults) and check it
+    against the dvc.yaml at `pipeline` (default: beside the params file, when there is one)."""
+    path = Path(path)
+    data = (_read_yaml(path) if path.is_file() else None) or {}
+    pipeline = Path(pipeline) if pipeline is not None else path.parent / "dvc.yaml"
+    stages = (_read_yaml(pipeline) or {}) if pipeline.is_file() else None
+    return parse_resources(data, str(path), stages)

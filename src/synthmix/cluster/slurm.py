@@ -143,19 +143,22 @@ class SlurmExecutor:
                 found[job.stage] = Status("RUNNING" if job.started() else "PENDING")
                 continue
             job_id = job.handle["job_id"]
-            state = states.get(job_id) or _final_state(job_id)[0] or "LOST"
-            state = state.split()[0]
+            state, code = states.get(job_id), None
+            if state is None:  # the controller forgot it (MinJobAge): ask accounting
+                state, code = _final_state(job_id)
+            state = (state or "LOST").split()[0]
             if state in PENDING:
                 found[job.stage] = Status("PENDING")
-            elif state in RUNNING:
+            elif state in RUNNING or (state in EXITED and self._file_on_its_way(job_id)):
                 found[job.stage] = Status("RUNNING")
-            elif state in EXITED and time.monotonic() - self.exited_at.setdefault(job_id, time.monotonic()) < (
-                FILE_GRACE_S
-            ):
-                found[job.stage] = Status("RUNNING")  # the exit status file is on its way
             else:
-                found[job.stage] = Status(state, _final_state(job_id)[1], True)
+                found[job.stage] = Status(state, code if code is not None else _final_state(job_id)[1], True)
         return found
+
+    def _file_on_its_way(self, job_id: str) -> bool:
+        """A job that exited wrote its exit status file; a shared filesystem may show it a little later."""
+        first_seen = self.exited_at.setdefault(job_id, time.monotonic())
+        return time.monotonic() - first_seen < FILE_GRACE_S
 
     def cancel(self, jobs: list[Job]) -> None:
         ids = [job.handle["job_id"] for job in jobs if job.handle]
@@ -173,7 +176,9 @@ def _exit_status(text: str) -> int | None:
 
 def _final_state(job_id: str) -> tuple[str | None, int | None]:
     """(state, exit status) of a job from the controller's memory, else from accounting."""
-    shown = subprocess.run(["scontrol", "-o", "show", "job", job_id], capture_output=True, text=True, timeout=120)
+    shown = subprocess.run(
+        ["scontrol", "-o", "show", "job", job_id], capture_output=True, text=True, timeout=120
+    )
     if shown.returncode == 0:
         fields = dict(kv.split("=", 1) for kv in shown.stdout.split() if "=" in kv)
         return fields.get("JobState"), _exit_status(fields.get("ExitCode", ""))

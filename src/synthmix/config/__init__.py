@@ -40,6 +40,7 @@ from synthmix.config.params import (
     producer_name,
     run_stage,
 )
+from synthmix.config.resources import FamilyResources, StageResources
 from synthmix.config.study import (
     MAX_GENERATION,
     REGIMES,
@@ -73,6 +74,7 @@ __all__ = [
     "Collapse",
     "Condition",
     "DataConfig",
+    "FamilyResources",
     "FewShotExample",
     "Finetune",
     "FinetuneOverride",
@@ -101,6 +103,7 @@ __all__ = [
     "RobustnessScoring",
     "RunSeeded",
     "Source",
+    "StageResources",
     "Strict",
     "Summaries",
     "Target",

@@ -22,6 +22,7 @@ from pydantic import (
 
 from synthmix.config.base import HUMAN, Name, ParamsError, Strict
 from synthmix.config.evaluation import Collapse, Preference, Report, Robustness, Summaries
+from synthmix.config.resources import FamilyResources
 from synthmix.config.study import (
     MAX_GENERATION,
     Condition,
@@ -63,6 +64,11 @@ class Params(Strict):
     summaries: Summaries = Summaries()
     recursion: Recursion = Recursion()
     report: Report = Report()
+    resources: dict[str, FamilyResources] = Field(
+        default={},
+        description="what each stage's job asks the scheduler for (`synthmix run`; README 'On a cluster'): "
+        "`default` and dvc.yaml's stage families -> gpus, cpus, mem, time, partition, nodes, extra, overrides",
+    )
 
     @model_validator(mode="after")
     def _references(self) -> Params:
