@@ -155,8 +155,8 @@ def test_a_killed_stage_resumes_and_judges_each_pair_exactly_once(layout, monkey
     done_before_kill = 7
     real = TransformersBackend.next_token_logprobs
 
-    def crashing(self, requests, skip=frozenset()):
-        for count, result in enumerate(real(self, requests, skip)):
+    def crashing(self, requests, skip=frozenset(), settings=None):
+        for count, result in enumerate(real(self, requests, skip, settings)):
             if count == done_before_kill:
                 raise KeyboardInterrupt("killed")
             yield result
@@ -178,8 +178,8 @@ def test_a_killed_stage_resumes_and_judges_each_pair_exactly_once(layout, monkey
         handle.write('{"id": "t1|alpha|be')
     rerun_calls = {"n": 0}
 
-    def counting(self, requests, skip=frozenset()):
-        for result in real(self, requests, skip):
+    def counting(self, requests, skip=frozenset(), settings=None):
+        for result in real(self, requests, skip, settings):
             rerun_calls["n"] += 1
             yield result
 

@@ -101,7 +101,7 @@ def run_judge(
 
     def compute(todo: Sequence[Mapping[str, Any]], done: frozenset[str]):
         backend = load_backend(settings.generation.backend, str(model_dir))
-        for result in require(backend, "next_token_logprobs")(list(todo), done):
+        for result in require(backend, "next_token_logprobs")(list(todo), done, settings.generation):
             yield {
                 **by_id[result["id"]]["meta"],
                 "id": result["id"],

@@ -8,7 +8,8 @@ checkpoint) and yields one result per remaining request; `synthmix.runner.run_re
   `{"id", "text", "stop"}` (few-shot completion); results `{"id", "response", "n_prompt_tokens",
   "n_tokens", "finish_reason", "prompt_truncated", "served"}` with the same keys from every backend (`served`:
   what an API says it served, `{"model", "system_fingerprint"}`; None for a local model).
-- `next_token_logprobs(requests, skip)`: the log-probabilities of the first token the model would write.
+- `next_token_logprobs(requests, skip, settings)`: the log-probabilities of the first token the model would
+  write; `settings` are the job's generation settings (an API backend's endpoint, vLLM's tensor-parallel size).
   Requests are `{"id", "messages", "prefill", "tokens", "top_n"}`: the chat prompt with the generation
   prompt, then `prefill` (text the answer is forced to start with, may be empty); `tokens` are strings whose
   log-probability is wanted. Results `{"id", "n_prompt_tokens", "tokens": {string: logprob or None}, "top":

@@ -217,7 +217,10 @@ class TransformersBackend:
         return ids
 
     def next_token_logprobs(
-        self, requests: Sequence[dict[str, Any]], skip: frozenset[str] = frozenset()
+        self,
+        requests: Sequence[dict[str, Any]],
+        skip: frozenset[str] = frozenset(),
+        settings: Generation | None = None,
     ) -> Iterator[dict[str, Any]]:
         import torch
 

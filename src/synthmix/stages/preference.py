@@ -16,7 +16,7 @@ from typing import Any
 
 from synthmix import paths
 from synthmix.backends import load_backend, require
-from synthmix.config import load_run_params, run_stage
+from synthmix.config import Generation, load_run_params, run_stage
 from synthmix.io import fingerprint, read_json, read_jsonl
 from synthmix.modelstore import adapter_fingerprint, adapter_or_none, model_revision
 from synthmix.preference import CHOICES, RATINGS, absolute_requests, pairwise_requests
@@ -42,21 +42,24 @@ def judge_all(
     identity: Sequence[Any],
     keep: Sequence[str],
     desc: str,
-    backend: str = "transformers",
+    generation: Generation,
 ) -> Finished:
     """The judge's first-token log-probabilities for every request, resumably, into `output` (JSONL).
 
     `options` are the answer labels (A/B, or the ratings 1-5), asked for bare and space-prefixed; `keep`
     names the request fields copied into each record; `identity` (model revision, adapter hash) keys the
-    checkpoint with the requests."""
-    key = fingerprint(list(identity), [(r["id"], r["messages"]) for r in requests], list(options), TOP_N)
+    checkpoint with the requests. The judge runs on the condition's engine (`generation.backend` of the target:
+    any backend that returns log-probabilities)."""
+    key = fingerprint(
+        list(identity), [(r["id"], r["messages"]) for r in requests], list(options), TOP_N, generation.backend
+    )
     by_id = {r["id"]: r for r in requests}
     tokens = answer_forms(options)
 
     def compute(todo: Sequence[Mapping[str, Any]], done: frozenset[str]):
-        model = load_backend(backend, str(model_dir), str(adapter_dir) if adapter_dir else None)
+        model = load_backend(generation.backend, str(model_dir), str(adapter_dir) if adapter_dir else None)
         asks = [{"id": r["id"], "messages": r["messages"], "tokens": tokens, "top_n": TOP_N} for r in todo]
-        for result in require(model, "next_token_logprobs")(asks, done):
+        for result in require(model, "next_token_logprobs")(asks, done, generation):
             request = by_id[result["id"]]
             yield {
                 "id": result["id"],
@@ -100,6 +103,7 @@ def main(
     identity = (model_revision(model_dir), adapter_fingerprint(adapter_dir))
     out_dir = Path(out or paths.preference(condition, seed))
 
+    judge_generation = params.target.generation.for_seed(seed)  # the condition's model, on its engine
     pairs = pairwise_requests(chosen, sources, settings)
     pairwise = judge_all(
         pairs,
@@ -110,6 +114,7 @@ def main(
         identity,
         ("item", "first", "second"),
         run.stage,
+        judge_generation,
     )
     resumed, absolute = pairwise.resumed, []
     if settings.absolute_scores:
@@ -123,6 +128,7 @@ def main(
             identity,
             ("item", "source"),
             f"{run.stage} (absolute)",
+            judge_generation,
         )
         resumed, absolute = resumed + rated.resumed, rated.records
     run.write(
