@@ -132,6 +132,9 @@ def make_project(
     return work
 
 
+TINY_SUMMARIES = {"n_articles": 2, "max_article_chars": 200}  # two short docstring articles to summarise
+
+
 def mix_study_params(raw_model: Path) -> dict:
     """params.yaml's names (models, sources, conditions) on tiny random models, every key written out."""
     from helpers import tiny_params
@@ -151,14 +154,15 @@ def mix_study_params(raw_model: Path) -> dict:
         "multi": {"mix": {"smollm2": 0.5, "gemma3": 0.5}},
     }
     params["collapse"] = {"embedding_model": None, "vocabulary_growth_every": 10}
-    params["preference"] = {"n_items": 2}  # 2 items x 3 candidates: 12 pairwise + 6 absolute judgements
+    params["preference"] = {"n_items": 2}  # 2 articles x 3 candidates: 12 pairwise + 6 absolute judgements
+    params["summaries"] = TINY_SUMMARIES
     return written_out(params)
 
 
 # ---- the tiny study: every stage, one source, one tuned condition ----
 
 STUDY_STAGES = (
-    "models", "prepare", "generate", "mix", "finetune", "sample", "perplexity", "collapse", "data_diversity",
+    "models", "prepare", "generate", "articles", "summarize", "mix", "finetune", "sample", "perplexity", "collapse", "data_diversity",
     "redteam", "attack", "judge", "robustness", "candidates", "preference", "preference_metrics", "report",
 )  # fmt: skip
 
@@ -177,6 +181,7 @@ def tiny_study(raw_model: Path) -> dict:
     params["collapse"] = {"embedding_model": None}
     params["robustness"] = robustness_params("tiny-a")
     params["preference"] = {"n_items": 2}
+    params["summaries"] = TINY_SUMMARIES
     params["report"] = {"bootstrap_resamples": 100}
     return written_out(params)
 

@@ -151,7 +151,7 @@ def preference_project(root: Path, tiny_model: Path, params: dict, n_items: int)
     (root / "models" / "base").mkdir(parents=True)
     (root / "models" / "base" / "tiny-a").symlink_to(tiny_model, target_is_directory=True)
     write_json(root / "models" / "adapters" / "vanilla" / str(SEED) / "manifest.json", {"tuned": False})
-    params = {**json.loads(json.dumps(params)), "preference": {"n_items": n_items, "absolute_scores": True}}
+    params = {**json.loads(json.dumps(params)), "preference": {"task": "instructions", "n_items": n_items, "absolute_scores": True}}
     return {"root": root, "params_file": write_params(root / "params.yaml", params)}
 
 

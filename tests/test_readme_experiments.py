@@ -23,11 +23,11 @@ from dvcproject import cached_stages, clean_env, make_project, mix_study_params,
 
 SECTION = "Compare mixes: DVC experiments"
 BLOCKS = ("workspace", "queue", "compare", "plots")  # the section's sh blocks, in order
-STAGES = ("models", "prepare", "generate", "mix", "finetune", "sample", "perplexity", "collapse", "candidates",
-          "preference", "preference_metrics")  # fmt: skip
+STAGES = ("models", "prepare", "generate", "articles", "summarize", "mix", "finetune", "sample", "perplexity",
+          "collapse", "candidates", "preference", "preference_metrics")  # fmt: skip
 # What one condition's new mix reruns, in the cut pipeline (the full one adds attack, judge, robustness and
 # report); candidates is shared by every condition and does not rerun.
-MULTI_STAGES = ["mix@multi", *(f"{stage}@multi-42" for stage in STAGES[4:] if stage != "candidates")]
+MULTI_STAGES = ["mix@multi", *(f"{stage}@multi-42" for stage in STAGES[6:] if stage != "candidates")]
 CONDITIONS = ("vanilla", "human", "single", "multi")
 EXPERIMENT = re.compile(r"-n (\S+) -S 'conditions\.multi\.mix=\{smollm2: ([\d.]+), gemma3: ([\d.]+)\}'")
 QUEUE_WAIT_S = 300
