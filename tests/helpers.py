@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pytest
+import yaml
+
+from synthmix.cli import main
 from synthmix.io import write_jsonl
 
 JUDGE_GENERATION = {"temperature": 0.7, "top_p": 0.9, "max_new_tokens": 6, "batch_size": 4, "seed": 7}
@@ -95,3 +100,48 @@ def unavailable(tool: str, reason: str) -> None:
     if tool in required:
         pytest.fail(f"{tool} is required here (SYNTHMIX_REQUIRE) but unavailable: {reason}")
     pytest.skip(f"no {tool}: {reason}")
+
+
+def complete_records(partial: Path) -> int:
+    """Finished records in a checkpoint being written (its header and a torn last line not counted): how far a
+    run got before it was killed."""
+    if not partial.exists():
+        return 0
+    count = 0
+    for line in partial.read_text(encoding="utf-8").split("\n")[1:]:
+        try:
+            json.loads(line)
+        except json.JSONDecodeError:
+            break
+        count += 1
+    return count
+
+
+# the fields of every generation record, whichever backend wrote it
+RECORD_KEYS = {
+    "id", "prompt_id", "split", "category", "source", "model", "response", "n_prompt_tokens", "n_tokens",
+    "finish_reason", "prompt_truncated", "served", "model_revision", "backend", "sampling", "seed",
+}  # fmt: skip
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    """Run `synthmix <argv>` in-process; return (exit code, stderr). Uncaught exceptions fail the test."""
+    code = main(list(argv))
+    return code, capsys.readouterr().err
+
+
+def assert_error(code: int, err: str, *phrases: str) -> None:
+    """Exit status 2 and one `error: ...` message (after any progress bars) holding every phrase."""
+    assert code == 2, err
+    assert "Traceback" not in err
+    lines = err.replace("\r", "\n").split("\n")
+    starts = [i for i, line in enumerate(lines) if line.startswith("error: ")]
+    assert len(starts) == 1, err
+    message = "\n".join(lines[starts[0] :])
+    for phrase in phrases:
+        assert phrase in message, f"{phrase!r} not in:\n{message}"
+
+
+def dump(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(json.loads(json.dumps(data)), sort_keys=False), encoding="utf-8")
+    return path

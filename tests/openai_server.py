@@ -4,6 +4,11 @@ Implements enough of the OpenAI schema for synthmix's `openai` backend: POST `/v
 (`choices[0].message.content`), POST `/v1/completions` (`choices[0].text`), both with `finish_reason` and
 `usage`, and GET `/v1/models`. Generation is plain transformers `generate()` on one prompt at a time.
 
+Like OpenAI's API, it refuses a request field that the OpenAI schema does not have (HTTP 400 "Unrecognized
+request argument supplied"), so it stands for an endpoint without vLLM's extensions (`continue_final_message`,
+`prompt_logprobs`, token-id prompts); it returns no log-probabilities. A real vLLM server for everything else
+is tests/vllm_server.py.
+
 Fault injection is deterministic: `failures` maps a prompt (the last message's content, or the completion
 prompt) to what its successive attempts get: an HTTP status (429 is sent with `Retry-After: 0`) or "hang"
 (no reply for `hang_s` seconds, past a client's timeout); later attempts are answered normally. After
@@ -21,6 +26,13 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+# the request fields of OpenAI's chat and legacy completions APIs (platform.openai.com/docs/api-reference)
+OPENAI_FIELDS = {
+    "model", "messages", "prompt", "max_tokens", "max_completion_tokens", "temperature", "top_p", "n", "stop",
+    "seed", "stream", "stream_options", "logprobs", "top_logprobs", "echo", "logit_bias", "presence_penalty",
+    "frequency_penalty", "user", "response_format", "tools", "tool_choice", "suffix", "best_of",
+}  # fmt: skip
 
 
 class TinyOpenAIServer:
@@ -221,6 +233,9 @@ class TinyOpenAIServer:
                     and self.headers.get("Authorization") != f"Bearer {server.api_key}"
                 ):
                     return self._error(401, "invalid API key")
+                unknown = sorted(set(body) - OPENAI_FIELDS)
+                if unknown:
+                    return self._error(400, f"Unrecognized request argument supplied: {', '.join(unknown)}")
                 if body.get("model") not in server.models:
                     return self._error(404, f"The model '{body.get('model')}' does not exist")
                 if body.get("n", 1) != 1:

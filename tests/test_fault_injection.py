@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 import yaml
+from helpers import complete_records
 
 from synthmix import io as sio
 from synthmix import paths
@@ -31,20 +32,6 @@ from synthmix.provenance import last_runs
 
 SEED = 42  # the run seed (tiny_params' `seeds: [42]`); per-run folders are <folder>/<condition>/<seed>
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-
-
-def complete_records(partial: Path) -> int:
-    """Finished records in a partial file (its header and a torn last line not counted)."""
-    if not partial.exists():
-        return 0
-    count = 0
-    for line in partial.read_text(encoding="utf-8").split("\n")[1:]:
-        try:
-            json.loads(line)
-        except json.JSONDecodeError:
-            break
-        count += 1
-    return count
 
 
 def kill_when(command: list[str], partial: Path, at_least: int, timeout: float = 180) -> int:
@@ -151,7 +138,10 @@ def preference_project(root: Path, tiny_model: Path, params: dict, n_items: int)
     (root / "models" / "base").mkdir(parents=True)
     (root / "models" / "base" / "tiny-a").symlink_to(tiny_model, target_is_directory=True)
     write_json(root / "models" / "adapters" / "vanilla" / str(SEED) / "manifest.json", {"tuned": False})
-    params = {**json.loads(json.dumps(params)), "preference": {"task": "instructions", "n_items": n_items, "absolute_scores": True}}
+    params = {
+        **json.loads(json.dumps(params)),
+        "preference": {"task": "instructions", "n_items": n_items, "absolute_scores": True},
+    }
     return {"root": root, "params_file": write_params(root / "params.yaml", params)}
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import make_prepared
+from helpers import RECORD_KEYS, complete_records, make_prepared
 
 from synthmix import generation, paths
 from synthmix.config import Generation, ParamsError
@@ -22,11 +22,6 @@ from synthmix.io import read_json, read_jsonl
 from synthmix.prompts import chat_messages
 from synthmix.provenance import last_runs
 from synthmix.stages import generate
-
-RECORD_KEYS = {
-    "id", "prompt_id", "split", "category", "source", "model", "response", "n_prompt_tokens", "n_tokens",
-    "finish_reason", "prompt_truncated", "served", "model_revision", "backend", "sampling", "seed",
-}  # fmt: skip
 
 
 @pytest.fixture
@@ -144,21 +139,6 @@ def test_answer_all_merges_meta_and_extra(tmp_path: Path, tiny_model: Path) -> N
     assert counts["records"] == 2 and counts["generated_tokens"] == sum(r["n_tokens"] for r in records)
 
 
-def _complete_records(path: Path) -> int:
-    """Finished records in a partial file (header and a torn last line not counted)."""
-    if not path.exists():
-        return 0
-    lines = path.read_text(encoding="utf-8").split("\n")[1:]
-    count = 0
-    for line in lines:
-        try:
-            json.loads(line)
-        except json.JSONDecodeError:
-            break
-        count += 1
-    return count
-
-
 @pytest.mark.slow
 def test_killed_generation_resumes_without_duplicates(workspace: dict) -> None:
     """SIGKILL a real `python -m synthmix generate` mid-way; the rerun answers only what is left."""
@@ -179,12 +159,12 @@ def test_killed_generation_resumes_without_duplicates(workspace: dict) -> None:
         command, env=env, cwd=ws["root"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     deadline = time.time() + 120
-    while _complete_records(partial) < 3 and process.poll() is None and time.time() < deadline:
+    while complete_records(partial) < 3 and process.poll() is None and time.time() < deadline:
         time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     process.communicate(timeout=30)
     assert process.returncode == -signal.SIGKILL, "generation finished before it could be killed"
-    answered_before = _complete_records(partial)
+    answered_before = complete_records(partial)
     assert 3 <= answered_before < 60
     assert not (out / "responses.jsonl").exists()
 

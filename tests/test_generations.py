@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from dvcproject import REPO, clean_env, make_project, mix_study_params, ran_stages, written_out
+from dvcproject import REPO, clean_env, make_project, mix_study_params, ran_stages, run_dvc, written_out
 from scipy.stats import kruskal, linregress
 
 from synthmix import paths, report_generations
@@ -218,19 +218,7 @@ def test_generations_with_real_dvc(tmp_path: Path, tiny_raw_model: Path, shared_
     env = clean_env(tmp_path / "home")
     root = make_project(tmp_path / "loop", params, env, LOOP_STAGES, cache=shared_dvc_cache)
 
-    def dvc(*args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "-m", "dvc", *args],
-            cwd=root,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=1500,
-        )
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-        return done.stdout
-
-    ran = ran_stages(dvc("repro"))
+    ran = ran_stages(run_dvc(root, env, "repro"))
     assert {s for s in ran if LATER.search(s)} == {
         f"{f}_g2@{c}-42"
         for f in ("regenerate", "remix", "finetune", "sample")
@@ -264,7 +252,7 @@ def test_generations_with_real_dvc(tmp_path: Path, tiny_raw_model: Path, shared_
     # raise single to three generations: only its generation-3 stages run
     params["recursion"]["generation_3"] = ["single"]
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
-    ran = ran_stages(dvc("repro"))
+    ran = ran_stages(run_dvc(root, env, "repro"))
     assert sorted(ran) == sorted(
         f"{f}_g3@single-42" for f in ("regenerate", "remix", "finetune", "sample")
     ), ran
@@ -277,4 +265,4 @@ def test_generations_with_real_dvc(tmp_path: Path, tiny_raw_model: Path, shared_
     # lower it again: the generation-3 stages are gone and nothing runs
     params["recursion"]["generation_3"] = []
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
-    assert ran_stages(dvc("repro")) == []
+    assert ran_stages(run_dvc(root, env, "repro")) == []

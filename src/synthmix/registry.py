@@ -44,8 +44,9 @@ class Registry(Generic[T]):
         return self._entries[name]
 
     def unknown(self, name: str, extra: tuple[str, ...] = ()) -> str:
-        """The message for a name that is not registered: what exists and the closest match."""
-        valid = [*self._entries, *(e for e in extra if e not in self._entries)]
+        """The message for a name that is not registered: what exists and the closest match. `extra`: names
+        that exist without being registered yet (built-ins imported on first use), listed first, in order."""
+        valid = [*extra, *(e for e in self._entries if e not in extra)]
         hint = difflib.get_close_matches(name, valid, n=1)
         suggestion = f"; did you mean '{hint[0]}'?" if hint else ""
         return f"unknown {self.kind} '{name}' (available: {', '.join(valid) or 'none'}){suggestion}"

@@ -73,7 +73,7 @@ def require(backend: Any, primitive: str) -> Any:
     if method is None:
         raise UnsupportedPrimitive(
             f"backend '{getattr(backend, 'name', type(backend).__name__)}' cannot provide {primitive}; "
-            "use a backend that can (transformers offers every primitive)"
+            f"use a backend that can ({', '.join(n for n in available() if supports(n, primitive))})"
         )
     return method
 

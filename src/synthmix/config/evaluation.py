@@ -161,7 +161,8 @@ class RobustnessJudge(Strict):
             if not supports(self.generation.backend, "next_token_logprobs"):
                 raise ValueError(
                     f"score_from 'first_token' reads the judge's token probabilities, which backend "
-                    f"'{self.generation.backend}' cannot give; use a backend that can (transformers)"
+                    f"'{self.generation.backend}' cannot give; use a backend that can (transformers, vllm, "
+                    "openai)"
                 )
         return self
 

@@ -19,14 +19,13 @@ from synthmix.backends import load_backend, require
 from synthmix.config import Generation, load_run_params, run_stage
 from synthmix.io import fingerprint, read_json, read_jsonl
 from synthmix.modelstore import adapter_fingerprint, adapter_or_none, model_revision
-from synthmix.preference import CHOICES, RATINGS, absolute_requests, pairwise_requests
+from synthmix.preference import CHOICES, RATINGS, TOP_N, absolute_requests, pairwise_requests
 from synthmix.prompts import answer_forms
 from synthmix.provenance import Run
 from synthmix.runner import Finished, run_resumable
 from synthmix.stages import add_run_arguments
 
 HELP = "the run's model judges every pair of candidates (self-preference)"
-TOP_N = 50  # most likely first tokens kept with every judgement, for readings that renormalise over them
 JUDGEMENTS = "judgements.jsonl"
 ABSOLUTE = "absolute.jsonl"
 # the settings that shape the judge's input (self_source and gold labels change only the metrics)
