@@ -119,15 +119,17 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory, tiny_raw_model: Path, sha
     dvc(root, "init", "-q")
     dvc(root, "cache", "dir", "--local", str(shared_dvc_cache))
     commit(root, "pipeline")
-    ran, _ = repro(root)
-    assert ran >= {
+    ran, restored = repro(root)
+    # run, or restored from the shared run-cache when another project (tests/test_generations.py) ran them first
+    done = ran | restored
+    assert done >= {
         "prepare",
         "models@smollm2-135m",
         "models@gemma3-270m",
         "generate@smollm2",
         "generate@gemma3",
     }
-    assert ran >= stages("mix", "finetune", "sample")
+    assert done >= stages("mix", "finetune", "sample")
     commit(root, "first run")
     assert status(root) == set()
     return root
@@ -168,7 +170,7 @@ def test_dag_and_matched_training_sets(pipeline: Path) -> None:
     }
     assert {r["source"] for r in sets["human"]} == {"human"}
     assert {r["source"] for r in sets["single"]} == {"smollm2"}
-    assert sorted(r["source"] for r in sets["multi"]) == ["smollm2"] * (size // 2) + ["gemma3"] * (size // 2)
+    assert sorted(r["source"] for r in sets["multi"]) == ["gemma3"] * (size // 2) + ["smollm2"] * (size // 2)
     assert (
         read_json(pipeline / "metrics" / "mix" / "multi.json")["mix"]["sources"]["gemma3"]["examples"]
         == size // 2
