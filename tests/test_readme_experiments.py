@@ -181,8 +181,12 @@ def test_a_new_mix_reruns_only_multis_stages(walkthrough: Walkthrough) -> None:
     assert runs, walkthrough.outputs["workspace"][-3000:]
     for output in runs:
         ran = ran_stages(output)
-        assert ran == MULTI_STAGES, f"a new mix for multi reran {ran}"
-        assert not any(s.startswith("generate@") for s in ran + cached_stages(output))
+        # run, or restored from the shared run-cache where another test's project ran the same mix first
+        done = sorted(set(ran) | set(cached_stages(output)))
+        assert done == sorted(MULTI_STAGES), (
+            f"a new mix for multi reran {ran}, restored {cached_stages(output)}"
+        )
+        assert not any(s.startswith("generate@") for s in done)
     for name in queued(walkthrough):
         logs = walkthrough.run("dvc", "queue", "logs", name).stdout
         ran = ran_stages(logs)
