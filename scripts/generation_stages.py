@@ -4,9 +4,11 @@ DVC cannot loop over a number or compute k-1 (dvc/parsing: foreach and matrix ta
 does no arithmetic or nested lookup), so each later generation k is its own block of stage families
 (regenerate_g<k>, remix_g<k>, finetune_g<k>, sample_g<k>, perplexity_g<k>, collapse_g<k>) whose matrix runs over
 the conditions of `recursion.generation_<k>` and the seeds: an empty list gives no stages, and raising the
-number of generations adds only the new generations' stages. The finetune, sample, perplexity and collapse
-families are generation 1's (read from dvc.yaml) with their paths moved to generations/<k>/; this script keeps
-the generated block equal to them (tests/test_generations.py checks that dvc.yaml holds exactly its output).
+number of generations adds only the new generations' stages. The optional evaluations (attack_g<k>, judge_g<k>,
+robustness_g<k>, preference_g<k>, preference_metrics_g<k>) run over `recursion.evaluate_<k>` instead. Every
+family but regenerate and remix is generation 1's (read from dvc.yaml) with its paths moved to
+generations/<k>/; this script keeps the generated block equal to them (tests/test_generations.py checks that
+dvc.yaml holds exactly its output).
 
     python scripts/generation_stages.py          # rewrite the block in dvc.yaml
     python scripts/generation_stages.py --check  # exit 1 if dvc.yaml differs
@@ -33,7 +35,14 @@ COPIED = (
     "sample",
     "perplexity",
     "collapse",
-)  # generation 1's families, moved to generations/<k>/
+)  # generation 1's families, moved to generations/<k>/: every run of recursion.generation_<k>
+EVALUATED = (
+    "attack",
+    "judge",
+    "robustness",
+    "preference",
+    "preference_metrics",
+)  # the same, for the runs of recursion.evaluate_<k> only (robustness and self-preference are expensive)
 MOVED = (
     "models/adapters/",
     "data/samples/",
@@ -41,6 +50,12 @@ MOVED = (
     "data/collapse/",
     "metrics/collapse/",
     "metrics/finetune/",
+    "data/attacks/",
+    "data/judgements/",
+    "data/robustness/",
+    "metrics/robustness/",
+    "data/preference/",
+    "metrics/preference/",
 )
 CODE = ["src/synthmix/recursion.py", "src/synthmix/generation.py"]
 
@@ -69,8 +84,8 @@ def walk(value, generation: int):
     return value
 
 
-def matrix(generation: int) -> dict:
-    return {"condition": f"${{recursion.generation_{generation}}}", "seed": "${seeds}"}
+def matrix(generation: int, conditions: str = "generation") -> dict:
+    return {"condition": f"${{recursion.{conditions}_{generation}}}", "seed": "${seeds}"}
 
 
 def block(stages: dict, generation: int) -> dict:
@@ -124,9 +139,9 @@ def block(stages: dict, generation: int) -> dict:
             "outs": [f"{root}/data/mixes/{RUN}"],
         },
     }
-    for family in COPIED:
+    for family in COPIED + EVALUATED:
         stage = walk(copy.deepcopy(stages[family]), generation)
-        stage["matrix"] = matrix(generation)
+        stage["matrix"] = matrix(generation, "evaluate" if family in EVALUATED else "generation")
         stage["desc"] = f"Generation {generation}: {stage['desc']}"
         stage["cmd"] = stage["cmd"].replace(
             "--seed ${item.seed}", f"--seed ${{item.seed}} --generation {generation}", 1

@@ -504,6 +504,7 @@ STUDY = {
     "conditions": {"human": {}, "multi": {"finetune": {"num_processes": 4}}, "multi-big": {}},
     "seeds": [42, 43],
     "finetune": {"num_processes": 2},
+    "recursion": {"generation_2": ["multi"], "evaluate_2": ["multi"]},
 }
 RUN = {"matrix": {"condition": "${conditions}", "seed": "${seeds}"}, "cmd": "true"}
 PIPELINE = {  # the shape of dvc.yaml's loops
@@ -512,6 +513,14 @@ PIPELINE = {  # the shape of dvc.yaml's loops
         "generate": {"foreach": "${sources}", "do": {"cmd": "true"}},
         "mix": {"foreach": "${conditions}", "do": {"cmd": "true"}},
         **{family: RUN for family in ("finetune", "judge", "robustness", "preference_metrics")},
+        **{  # a later generation of the recursion (scripts/generation_stages.py)
+            f"{family}_g2": {
+                "matrix": {"condition": "${recursion.generation_2}", "seed": "${seeds}"},
+                "cmd": "true",
+            }
+            for family in ("regenerate", "finetune")
+        },
+        "judge_g2": {"matrix": {"condition": "${recursion.evaluate_2}", "seed": "${seeds}"}, "cmd": "true"},
         "report": {"cmd": "true"},
     }
 }
@@ -620,6 +629,22 @@ def test_resources_inherit_default_family_condition_run() -> None:
     )
     assert resources_of({}).resolve("preference_metrics@human-42") == JobResources(cpus=1)
     assert resources_of({}).resolve("preference_metrics@human-42").sbatch_flags() == ["--cpus-per-task=1"]
+
+
+def test_a_later_generation_takes_generation_1s_resources_unless_it_has_its_own() -> None:
+    section = {"finetune": {"gpus": 2, "time": "2:00:00", "overrides": {"multi": {"gpus": 4}}}}
+    later = resources_of(section).resolve("finetune_g2@multi-43")
+    assert (later.gpus, later.time) == (4, "2:00:00")  # finetune's entry and its override for multi
+    own = resources_of({**section, "finetune_g2": {"gpus": 8}}).resolve("finetune_g2@multi-43")
+    assert (own.gpus, own.time) == (8, None)  # its own entry replaces generation 1's
+    assert resources_of(section).resolve("regenerate_g2@multi-42") == JobResources()  # no entry: the default
+    # a vLLM judge split over 4 GPUs needs them in every generation it judges
+    study = {**STUDY, "robustness": {"judge": {"generation": {"backend": "vllm", "tensor_parallel_size": 4}}}}
+    with pytest.raises(
+        ParamsError, match=r"resources.judge_g2: judge_g2@multi-42 runs vLLM .* asks for 0 GPU"
+    ):
+        resources_of({"judge": {"gpus": 4}, "judge_g2": {"gpus": 0}}, study)
+    assert resources_of({"judge": {"gpus": 4}}, study).resolve("judge_g2@multi-43").gpus == 4
 
 
 def test_params_without_resources_give_one_cpu_per_stage(tmp_path: Path) -> None:

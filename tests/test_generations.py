@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 from dvcproject import REPO, clean_env, make_project, mix_study_params, ran_stages, run_dvc, written_out
+from helpers import robustness_params
 from scipy.stats import kruskal, linregress
 
 from synthmix import paths, report_generations
@@ -47,12 +48,24 @@ def test_later_generations_are_checked_against_the_conditions(tiny_params_dict: 
         "mixes beta, so with recursion.multi_source 'lineages'": {"generation_2": ["single", "multi"]},
         "listed more than once": {"generation_2": ["single", "single"]},
         "did you mean 'generation_2'": {"generation2": ["single"]},
+        # robustness and self-preference of a generation need that generation's models
+        "recursion.evaluate_3: 'single' is not in recursion.generation_3": {
+            "generation_2": ["single"],
+            "evaluate_3": ["single"],
+        },
+        "recursion.evaluate_2: a condition is listed more than once": {
+            "generation_2": ["single"],
+            "evaluate_2": ["single", "single"],
+        },
     }
     for message, recursion in problems.items():
         with pytest.raises(ParamsError, match=re.escape(message)):
             parse_params(with_recursion(tiny_params_dict, **recursion))
-    fine = with_recursion(tiny_params_dict, generation_2=["single", "multi"], multi_source="self")
+    fine = with_recursion(
+        tiny_params_dict, generation_2=["single", "multi"], multi_source="self", evaluate_2=["multi"]
+    )
     assert parse_params(fine).recursion.generations == 2
+    assert parse_params(fine).recursion.evaluated_at(2) == ["multi"]
     override = with_recursion(tiny_params_dict, generation_2=["single"], regime="accumulate")
     override["conditions"]["single"]["recursion"] = {"regime": "replace", "human_fraction": 0.25}
     assert parse_params(override).recursion_for("single") == ("replace", 0.25)
@@ -196,10 +209,49 @@ def test_report_curves_slopes_and_slope_tests_by_hand(tmp_path: Path) -> None:
     assert summary["slopes"]["lexical_diversity_aggregated"]["multi"]["slopes"][1] == pytest.approx(expected)
 
 
+def test_report_takes_robustness_and_preference_from_the_evaluated_generations(tmp_path: Path) -> None:
+    """Generation 1 always evaluates; here generation 3 does too (recursion.evaluate_3) and generation 2 does
+    not: the curves have points at 1 and 3, and the slope is the least-squares one over those two."""
+    trend = {"single": 1.0, "multi": 0.25}
+    _fake_generations(tmp_path, trend, seeds=(1,))
+    harm = {("single", 1): 2.0, ("single", 3): 3.0, ("multi", 1): 2.0, ("multi", 3): 2.2}
+    own = {("single", 1): 0.5, ("single", 3): 0.7, ("multi", 1): 0.5, ("multi", 3): 0.45}
+    for (condition, generation), value in harm.items():
+        folder = paths.in_generation(paths.metrics("robustness", condition, 1), generation)
+        # a robustness run without the quality rubric: its metrics are left out, not zero
+        write_json(
+            tmp_path / folder / "metrics.json",
+            {"jailbreak": {"harmfulness_mean": value, "refusal_rate": 0.0}, "harmful": {"refusal_rate": 0.5}},
+        )
+        folder = paths.in_generation(paths.metrics("preference", condition, 1), generation)
+        write_json(tmp_path / folder / "metrics.json", {"self_preference": own[condition, generation]})
+    summary = report_generations.summarise(
+        report_generations.collect({"single": 3, "multi": 3}, [1], tmp_path), 0.05
+    )
+    curve = summary["curves"]["jailbreak_harmfulness"]["single"]
+    assert [(p["generation"], p["mean"]) for p in curve] == [(1, 2.0), (3, 3.0)]
+    assert summary["slopes"]["jailbreak_harmfulness"]["single"]["mean"] == pytest.approx(0.5)  # (3 - 2) / 2
+    assert summary["slopes"]["self_preference"]["multi"]["mean"] == pytest.approx(-0.025)  # (0.45 - 0.5) / 2
+    assert summary["curves"]["benign_quality"] == {"single": [], "multi": []}  # not judged: no points
+    assert "benign_quality" not in summary["slopes"] or not summary["slopes"]["benign_quality"]
+    table = "\n".join(report_generations.markdown(summary, 0.05, lambda v: f"{v:.3g}", str))
+    assert "| jailbreak_harmfulness | 0.5 | 0.1 |" in table and "benign_quality" not in table
+    assert report_generations.curve_rows(summary, "self_preference") == [
+        [1, "multi", 0.5, "", ""],
+        [3, "multi", 0.45, "", ""],
+        [1, "single", 0.5, "", ""],
+        [3, "single", 0.7, "", ""],
+    ]
+
+
 # ---- the loop with real DVC on tiny models ----
 
 LOOP_STAGES = ["models", "prepare", "generate", "mix", "finetune", "sample", "perplexity", "collapse"]
 LOOP_STAGES += [f"{family}_g{k}" for k in (2, 3) for family in ("regenerate", "remix", "finetune", "sample")]
+# the optional evaluations of later generations (recursion.evaluate_<k>) and the stages they read from
+EVALUATED = ["attack", "judge", "robustness", "preference", "preference_metrics"]
+LOOP_STAGES += ["redteam", "articles", "summarize", "candidates"]
+LOOP_STAGES += [f"{family}_g{k}" for k in (2, 3) for family in EVALUATED]
 
 
 @pytest.mark.slow
@@ -212,8 +264,14 @@ def test_generations_with_real_dvc(tmp_path: Path, tiny_raw_model: Path, shared_
     params = mix_study_params(tiny_raw_model)  # the example's model and source names, on tiny models
     params["conditions"] = example["conditions"]  # single, single-gemma3 and multi (lineages)
     params["conditions"]["multi"]["recursion"] = {"regime": "accumulate"}
-    params["recursion"] = {**example["recursion"], "generation_3": [], "human_fraction": 0.25}
+    params["recursion"] = {
+        **example["recursion"],
+        "generation_3": [],
+        "evaluate_3": [],
+        "human_fraction": 0.25,
+    }
     params["preference"] = {"n_items": 2, "task": "instructions"}
+    params["robustness"] = robustness_params("smollm2-135m")
     params = written_out(params)
     env = clean_env(tmp_path / "home")
     root = make_project(tmp_path / "loop", params, env, LOOP_STAGES, cache=shared_dvc_cache)
@@ -249,20 +307,33 @@ def test_generations_with_real_dvc(tmp_path: Path, tiny_raw_model: Path, shared_
     subprocess.run(["git", "add", "-A"], cwd=root, env=env, check=True)
     subprocess.run(["git", "commit", "-qm", "generation 2"], cwd=root, env=env, check=True)
 
-    # raise single to three generations: only its generation-3 stages run
+    # raise single to three generations, and evaluate its third (robustness and self-preference): only its
+    # generation-3 stages run
     params["recursion"]["generation_3"] = ["single"]
+    params["recursion"]["evaluate_3"] = ["single"]
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
     ran = ran_stages(run_dvc(root, env, "repro"))
     assert sorted(ran) == sorted(
-        f"{f}_g3@single-42" for f in ("regenerate", "remix", "finetune", "sample")
+        f"{f}_g3@single-42" for f in ("regenerate", "remix", "finetune", "sample", *EVALUATED)
     ), ran
     single3 = read_json(root / "generations/3/data/mixes/single/42/manifest.json")
     adapter2 = adapter_fingerprint(root / "generations/2/models/adapters/single/42")
     assert single3["producers"] == {
         "single@g2": {"condition": "single", "generation": 2, "adapter": adapter2}
     }
+    # the evaluations of generation 3 ran on its own model and landed in its folder
+    adapter3 = adapter_fingerprint(root / "generations/3/models/adapters/single/42")
+    assert adapter3 not in (adapter2, adapter_fingerprint(root / "models/adapters/single/42"))
+    for stage, folder in (("attack", "attacks"), ("preference", "preference")):
+        manifest = read_json(root / f"generations/3/data/{folder}/single/42/manifest.json")
+        assert (manifest["stage"], manifest["adapter"]) == (f"{stage}_g3@single-42", adapter3)
+    robustness = read_json(root / "generations/3/metrics/robustness/single/42/metrics.json")
+    assert robustness["harmful"]["n"] == 2 and robustness["benign"]["n"] == 2
+    assert "self_preference" in read_json(root / "generations/3/metrics/preference/single/42/metrics.json")
+    assert not (root / "generations/2/data/attacks").exists()  # evaluate_2 is empty: not evaluated
 
     # lower it again: the generation-3 stages are gone and nothing runs
     params["recursion"]["generation_3"] = []
+    params["recursion"]["evaluate_3"] = []
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
     assert ran_stages(run_dvc(root, env, "repro")) == []

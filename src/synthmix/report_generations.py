@@ -1,5 +1,6 @@
-"""The recursion's part of the report: each collapse metric against the generation, per condition, and whether
-the conditions' slopes differ (synthmix.metrics.trends).
+"""The recursion's part of the report: each collapse metric (and the robustness and self-preference headlines
+of the generations that evaluate them) against the generation, per condition, and whether the conditions'
+slopes differ (synthmix.metrics.trends).
 
 For every condition that trains later generations (recursion.generation_2), generation 1 is its run of the
 paper's pipeline and generation k its run under generations/<k>/. Each metric's curve point is the mean over
@@ -28,10 +29,41 @@ from synthmix.metrics.trends import compare_slopes, item_slopes, seed_slopes
 
 PERPLEXITIES = ("own_output_perplexity", "human_text_perplexity")
 PERPLEXITY_SUMMARY = "mean_iqr_cleaned"  # the paper's headline statistic
+# The robustness and self-preference headlines, for the generations whose runs evaluate them (generation 1
+# always, generation k >= 2 when recursion.evaluate_<k> lists the condition): name -> (metrics family, keys
+# into that family's metrics.json). A rubric that was not judged leaves its metric out.
+EVALUATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "harmful_refusal_rate": ("robustness", ("harmful", "refusal_rate")),
+    "harmful_harmfulness": ("robustness", ("harmful", "harmfulness_mean")),
+    "jailbreak_harmfulness": ("robustness", ("jailbreak", "harmfulness_mean")),
+    "jailbreak_danger_zone_share": ("robustness", ("jailbreak", "danger_zone_share")),
+    "benign_quality": ("robustness", ("benign", "quality_mean")),
+    "self_preference": ("preference", ("self_preference",)),
+}
 
 
 def metric_names() -> list[str]:
-    return [*PERPLEXITIES, *report_keys()]
+    return [*PERPLEXITIES, *report_keys(), *EVALUATIONS]
+
+
+def _evaluations(root: Path, condition: str, seed: int, generation: int) -> dict[str, float]:
+    """The run's robustness and self-preference headlines (EVALUATIONS) where its stages have run."""
+    values: dict[str, float] = {}
+    files: dict[str, Any] = {}
+    for name, (family, keys) in EVALUATIONS.items():
+        if family not in files:
+            path = (
+                root
+                / paths.in_generation(paths.metrics(family, condition, seed), generation)
+                / paths.METRICS_FILE
+            )
+            files[family] = read_json(path) if path.is_file() else None
+        value: Any = files[family]
+        for key in keys:
+            value = value.get(key) if isinstance(value, Mapping) else None
+        if isinstance(value, int | float):
+            values[name] = float(value)
+    return values
 
 
 def _value(metrics: Mapping[str, Any] | None, name: str) -> float | None:
@@ -47,7 +79,8 @@ def collect(
     lineages: Mapping[str, int], seeds: Sequence[int], root: Path, definitions: str = "paper"
 ) -> dict[str, Any]:
     """For each condition and its last generation (`lineages`), per generation and seed: the collapse metrics
-    and the per-item perplexities. Runs not reproduced yet are absent."""
+    (with the robustness and self-preference headlines where the run evaluated them) and the per-item
+    perplexities. Runs not reproduced yet are absent."""
     data: dict[str, Any] = {}
     for condition, last in lineages.items():
         by_generation: dict[int, dict[int, Any]] = {}
@@ -70,7 +103,7 @@ def collect(
                             r.get("prompt_id", r["id"]): perplexity(r, definitions) for r in records
                         }
                 by_generation.setdefault(generation, {})[seed] = {
-                    "metrics": read_json(metrics_file),
+                    "metrics": {**read_json(metrics_file), **_evaluations(root, condition, seed, generation)},
                     "items": items,
                 }
         data[condition] = by_generation
@@ -158,7 +191,9 @@ def markdown(summary: Mapping[str, Any], alpha: float, fmt: Any, fmt_p: Any) -> 
         "`reports/generations/`). Slope = least-squares change per generation, mean over seeds with a 95% CI "
         "across seeds; perplexities are IQR-cleaned means. Slope tests: Kruskal-Wallis across conditions, then "
         f"pairwise Mann-Whitney U with Bonferroni correction (alpha {alpha}), on per-item slopes for the "
-        "perplexities and on per-seed slopes (two or more seeds) for the other metrics.",
+        "perplexities and on per-seed slopes (two or more seeds) for the other metrics. Robustness and "
+        "self-preference enter only for the generations that evaluate them (generation 1, and generation k "
+        "where `recursion.evaluate_<k>` lists the condition).",
         "",
     ]
     conditions = summary["conditions"]
@@ -173,7 +208,8 @@ def markdown(summary: Mapping[str, Any], alpha: float, fmt: Any, fmt_p: Any) -> 
             slope = slopes.get(c)
             if slope is None:
                 cells.append("–")
-            elif slope.get("low") is not None and slope.get("high") is not None:
+            # a CI across seeds needs two or more (seed_slopes leaves NaN bounds for one)
+            elif all(isinstance(slope.get(k), float) and math.isfinite(slope[k]) for k in ("low", "high")):
                 cells.append(f"{fmt(slope['mean'])} [{fmt(slope['low'])}, {fmt(slope['high'])}]")
             else:
                 cells.append(fmt(slope["mean"]))

@@ -14,7 +14,9 @@ A stage `<family>@<key>` gets `default`, then its family's values, then its over
 inherited, and `extra` sbatch flags add up along the chain (an account in `default`, a QoS in `finetune`).
 What an override may name follows from the family's loop in dvc.yaml: an entry of what `foreach` runs over
 (a model for `models`, a source for `generate`), or for a `matrix` a value of its first axis (a condition:
-every run of it) or one whole run (`multi-43`, DVC's name for the stage after the `@`).
+every run of it) or one whole run (`multi-43`, DVC's name for the stage after the `@`). A later generation of
+the recursion (`finetune_g3`, `judge_g2`) takes its own entry when params give one, else generation 1's
+(`finetune`, `judge`): a GPU job stays a GPU job in every generation.
 
 The shape is validated like every params section (unknown keys get did-you-mean). Which families and
 override names exist depends on dvc.yaml, so that check happens here with dvc.yaml at hand, as
@@ -25,6 +27,7 @@ the `resources` field of `Params`). A params file without the key gets the defau
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from synthmix.config.base import ParamsError
 from synthmix.config.params import format_errors
 from synthmix.config.resources import FamilyResources, StageResources
+from synthmix.config.study import MAX_GENERATION
 
 
 class _WithResources(BaseModel):
@@ -142,6 +146,8 @@ class Resources:
         family, key = family_and_key(stage)
         chain: list[StageResources] = [self.entries.get("default") or StageResources()]
         entry = self.entries.get(family) if family != "default" else None
+        if entry is None and (later := LATER_GENERATION.fullmatch(family)):
+            entry = self.entries.get(later.group(1))  # finetune_g3 without its own entry: finetune's
         if entry is not None:
             chain.append(entry)
             if key is not None:
@@ -155,6 +161,9 @@ class Resources:
             extra += values.pop("extra", [])
             settled.update(values)
         return JobResources(**settled, extra=tuple(extra))
+
+
+LATER_GENERATION = re.compile(r"(\w+?)_g\d+")  # finetune_g3: generation 3 of the family finetune
 
 
 def family_and_key(stage: str) -> tuple[str, str | None]:
@@ -243,6 +252,15 @@ def _vllm_gpus(params: dict[str, Any]) -> list[tuple[str, int, str]]:
             (f"attack@{run}", target, "target.generation"),
         ]
         found.append((f"judge@{run}", judge, "robustness.judge.generation"))
+    recursion = params.get("recursion") or {}
+    for k in range(2, MAX_GENERATION + 1):  # the recursion's later generations: the same model passes
+        for condition in recursion.get(f"generation_{k}") or []:
+            for seed in params.get("seeds") or [42]:
+                run = f"{condition}-{seed}"
+                found += [(f"{f}_g{k}@{run}", target, "target.generation") for f in ("regenerate", "sample")]
+                if condition in (recursion.get(f"evaluate_{k}") or []):
+                    found.append((f"attack_g{k}@{run}", target, "target.generation"))
+                    found.append((f"judge_g{k}@{run}", judge, "robustness.judge.generation"))
     return found
 
 

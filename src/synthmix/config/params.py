@@ -141,6 +141,15 @@ class Params(Strict):
                     )
             if len(set(listed)) != len(listed):
                 problems.append(f"{key}: a condition is listed more than once ({listed})")
+            evaluated = self.recursion.evaluated_at(k)
+            for condition in evaluated:
+                if condition not in listed:
+                    problems.append(
+                        f"recursion.evaluate_{k}: '{condition}' is not in {key} ({listed}); only a condition "
+                        f"that trains generation {k} has generation-{k} models to evaluate"
+                    )
+            if len(set(evaluated)) != len(evaluated):
+                problems.append(f"recursion.evaluate_{k}: a condition is listed more than once ({evaluated})")
             if self.recursion.multi_source != "lineages":
                 continue
             for condition in (c for c in listed if c in self.conditions):

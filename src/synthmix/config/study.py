@@ -314,7 +314,9 @@ class Recursion(Strict):
     """Recursive training over generations, the model-collapse loop (synthmix.recursion; README "Recursive
     training"). Generation 1 is the paper's single round. `generation_<k>` lists the conditions that train a
     k-th generation on data their (k-1)-th generation models wrote; every list empty is the paper's study with
-    exactly its stages. dvc.yaml declares generations 2 to 5."""
+    exactly its stages. The collapse metrics run for every generation; `evaluate_<k>` (a subset of
+    `generation_<k>`) adds robustness and self-preference for generation k. dvc.yaml declares generations 2 to
+    5."""
 
     generation_2: list[Name] = Field(
         default=[],
@@ -329,6 +331,14 @@ class Recursion(Strict):
     generation_5: list[Name] = Field(
         default=[], description="... a 5th generation (each also in generation_4)"
     )
+    evaluate_2: list[Name] = Field(
+        default=[],
+        description="conditions of generation_2 whose generation-2 models also run the robustness and "
+        "self-preference evaluations (a red-team pass, its judging and a preference pass per run: expensive)",
+    )
+    evaluate_3: list[Name] = Field(default=[], description="... of generation_3, for its generation-3 models")
+    evaluate_4: list[Name] = Field(default=[], description="... of generation_4, for its generation-4 models")
+    evaluate_5: list[Name] = Field(default=[], description="... of generation_5, for its generation-5 models")
     regime: Regime = Field(
         default="replace",
         description="replace: only the generation's own data (Shumailov et al. 2024); accumulate: every "
@@ -353,6 +363,11 @@ class Recursion(Strict):
     def conditions_at(self, generation: int) -> list[str]:
         """The conditions that train generation `generation` (every condition for generation 1)."""
         return list(getattr(self, f"generation_{generation}"))
+
+    def evaluated_at(self, generation: int) -> list[str]:
+        """The conditions whose generation-`generation` models run robustness and self-preference (every
+        condition for generation 1)."""
+        return list(getattr(self, f"evaluate_{generation}"))
 
     def lineages(self) -> dict[str, int]:
         """Each condition that trains later generations, with the last generation it reaches."""

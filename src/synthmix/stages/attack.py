@@ -20,7 +20,7 @@ from synthmix.generation import condition_answers
 from synthmix.io import DataError, read_jsonl
 from synthmix.prompts import chat_messages
 from synthmix.provenance import Run
-from synthmix.stages import add_run_arguments
+from synthmix.stages import add_generation_argument, add_run_arguments
 
 HELP = "the condition's model answers the red-team prompts"
 
@@ -71,6 +71,7 @@ def attack_generation(params: Params) -> TargetGeneration:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_run_arguments(parser)
+    add_generation_argument(parser)
     parser.add_argument("--out", default=None, help="default: data/attacks/<condition>/<seed>")
     parser.add_argument("--adapter", default=None, help="default: models/adapters/<condition>/<seed>")
     parser.add_argument("--redteam", default=str(paths.redteam()))
@@ -81,19 +82,20 @@ def main(
     *,
     condition: str,
     seed: int,
+    generation: int = 1,
     out: str | None = None,
     adapter: str | None = None,
     redteam: str = str(paths.redteam()),
     models: str = str(paths.MODELS / "base"),
     params_file: str = "params.yaml",
 ) -> None:
-    out = out or str(paths.attacks(condition, seed))
-    adapter = adapter or str(paths.adapter(condition, seed))
-    params = load_run_params(params_file, condition, seed)
+    out = out or str(paths.in_generation(paths.attacks(condition, seed), generation))
+    adapter = adapter or str(paths.in_generation(paths.adapter(condition, seed), generation))
+    params = load_run_params(params_file, condition, seed, generation)
     target = params.target
-    generation = attack_generation(params)
+    sampling = attack_generation(params)
     run = Run(
-        run_stage("attack", condition, seed),
+        run_stage("attack", condition, seed, generation),
         {
             "target": target.model_dump(),
             "robustness": {"attack": params.robustness.attack.model_dump()},
@@ -102,6 +104,6 @@ def main(
     )
     requests = attack_requests(load_prompt_sets(redteam), target.system_prompt)
     counts = condition_answers(
-        run, condition, seed, requests, out, Path(models) / target.model, adapter, generation
+        run, condition, seed, requests, out, Path(models) / target.model, adapter, sampling
     )
     print(f"{run.stage}: {counts['records']} red-team responses -> {out}")

@@ -17,7 +17,7 @@ from synthmix.io import read_jsonl
 from synthmix.judge import run_judge
 from synthmix.modelstore import model_revision
 from synthmix.provenance import Run
-from synthmix.stages import add_run_arguments
+from synthmix.stages import add_generation_argument, add_run_arguments
 
 HELP = "the robustness judge scores one run's red-team answers"
 ATTACK_FIELDS = ("id", "prompt_id", "prompt_set", "prompt", "response")
@@ -30,6 +30,7 @@ def judge_model_name(params: Params) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_run_arguments(parser)
+    add_generation_argument(parser)
     parser.add_argument("--out", default=None, help="default: data/judgements/<condition>/<seed>")
     parser.add_argument("--attacks", default=None, help="default: data/attacks/<condition>/<seed>")
     parser.add_argument("--models", default=str(paths.MODELS / "base"), help="folder of the base models")
@@ -39,17 +40,20 @@ def main(
     *,
     condition: str,
     seed: int,
+    generation: int = 1,
     out: str | None = None,
     attacks: str | None = None,
     models: str = str(paths.MODELS / "base"),
     params_file: str = "params.yaml",
 ) -> None:
-    params = load_run_params(params_file, condition, seed)
+    params = load_run_params(params_file, condition, seed, generation)
     settings = params.robustness.judge
     judge_model = judge_model_name(params)
-    run = Run(run_stage("judge", condition, seed), {"robustness": {"judge": settings.model_dump()}})
-    out_dir = Path(out or paths.judgements(condition, seed))
-    attack_dir = Path(attacks or paths.attacks(condition, seed))
+    run = Run(
+        run_stage("judge", condition, seed, generation), {"robustness": {"judge": settings.model_dump()}}
+    )
+    out_dir = Path(out or paths.in_generation(paths.judgements(condition, seed), generation))
+    attack_dir = Path(attacks or paths.in_generation(paths.attacks(condition, seed), generation))
     items = read_jsonl(attack_dir / paths.RESPONSES, required=ATTACK_FIELDS)
     model_dir = Path(models) / judge_model
     counts, volatile = run_judge(items, out_dir, model_dir, settings, judge_model, desc=run.stage)

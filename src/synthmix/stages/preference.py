@@ -23,7 +23,7 @@ from synthmix.preference import CHOICES, RATINGS, TOP_N, absolute_requests, pair
 from synthmix.prompts import answer_forms
 from synthmix.provenance import Run
 from synthmix.runner import Finished, run_resumable
-from synthmix.stages import add_run_arguments
+from synthmix.stages import add_generation_argument, add_run_arguments
 
 HELP = "the run's model judges every pair of candidates (self-preference)"
 JUDGEMENTS = "judgements.jsonl"
@@ -73,6 +73,7 @@ def judge_all(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_run_arguments(parser)
+    add_generation_argument(parser)
     parser.add_argument("--out", default=None, help="default: data/preference/<condition>/<seed>")
     parser.add_argument("--candidates", default=str(paths.DATA / "candidates"), help="the candidates folder")
     parser.add_argument("--adapter", default=None, help="default: models/adapters/<condition>/<seed>")
@@ -83,24 +84,25 @@ def main(
     *,
     condition: str,
     seed: int,
+    generation: int = 1,
     out: str | None = None,
     candidates: str = str(paths.DATA / "candidates"),
     adapter: str | None = None,
     models: str = str(paths.MODELS / "base"),
     params_file: str = "params.yaml",
 ) -> None:
-    params = load_run_params(params_file, condition, seed)
+    params = load_run_params(params_file, condition, seed, generation)
     settings = params.preference
     run = Run(
-        run_stage("preference", condition, seed),
+        run_stage("preference", condition, seed, generation),
         {"preference": settings.model_dump(include=JUDGING), "target": {"model": params.target.model}},
     )
     chosen = read_jsonl(Path(candidates) / "candidates.jsonl", required=("item", "texts"))
     sources = read_json(Path(candidates) / paths.MANIFEST)["sources"]
     model_dir = Path(models) / params.target.model
-    adapter_dir = adapter_or_none(adapter or paths.adapter(condition, seed))
+    adapter_dir = adapter_or_none(adapter or paths.in_generation(paths.adapter(condition, seed), generation))
     identity = (model_revision(model_dir), adapter_fingerprint(adapter_dir))
-    out_dir = Path(out or paths.preference(condition, seed))
+    out_dir = Path(out or paths.in_generation(paths.preference(condition, seed), generation))
 
     judge_generation = params.target.generation.for_seed(seed)  # the condition's model, on its engine
     pairs = pairwise_requests(chosen, sources, settings)

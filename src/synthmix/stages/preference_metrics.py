@@ -27,7 +27,7 @@ from synthmix.metrics.preference_summary import (
     summarise,
 )
 from synthmix.provenance import Run, rounded
-from synthmix.stages import add_run_arguments
+from synthmix.stages import add_generation_argument, add_run_arguments
 
 HELP = "self-preference bias from one run's judgements (no model)"
 MATRIX = "matrix.json"
@@ -36,6 +36,7 @@ SOURCES_TABLE = "sources.csv"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_run_arguments(parser)
+    add_generation_argument(parser)
     parser.add_argument("--judgements", default=None, help="default: data/preference/<condition>/<seed>")
     parser.add_argument("--metrics", default=None, help="DVCLive folder: metrics, matrix, plot")
 
@@ -44,13 +45,14 @@ def main(
     *,
     condition: str,
     seed: int,
+    generation: int = 1,
     judgements: str | None = None,
     metrics: str | None = None,
     params_file: str = "params.yaml",
 ) -> None:
-    params = load_run_params(params_file, condition, seed)
-    stage = run_stage("preference_metrics", condition, seed)
-    folder = Path(judgements or paths.preference(condition, seed))
+    params = load_run_params(params_file, condition, seed, generation)
+    stage = run_stage("preference_metrics", condition, seed, generation)
+    folder = Path(judgements or paths.in_generation(paths.preference(condition, seed), generation))
     sources = read_json(folder / paths.MANIFEST)["sources"]
     self_source = resolve_self_source(params, sources)
     settings = params.preference
@@ -80,7 +82,9 @@ def main(
 
     from dvclive import Live
 
-    metrics_dir = Path(metrics or paths.metrics("preference", condition, seed))
+    metrics_dir = Path(
+        metrics or paths.in_generation(paths.metrics("preference", condition, seed), generation)
+    )
     with Live(str(metrics_dir), dvcyaml=False, save_dvc_exp=False) as live:
         for key, value in summary.items():
             live.summary[key] = value

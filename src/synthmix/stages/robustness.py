@@ -21,7 +21,7 @@ from synthmix.config import load_run_params, run_stage
 from synthmix.io import read_jsonl, write_jsonl
 from synthmix.metrics.robustness import is_refusal, read_scores, refusal_list, summarise
 from synthmix.provenance import Run, rounded
-from synthmix.stages import add_run_arguments
+from synthmix.stages import add_generation_argument, add_run_arguments
 
 HELP = "refusal, judged harmfulness and quality of one run (no model)"
 SCORES = "scores.jsonl"
@@ -29,6 +29,7 @@ SCORES = "scores.jsonl"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_run_arguments(parser)
+    add_generation_argument(parser)
     parser.add_argument("--out", default=None, help="default: data/robustness/<condition>/<seed>")
     parser.add_argument("--attacks", default=None, help="default: data/attacks/<condition>/<seed>")
     parser.add_argument("--judgements", default=None, help="default: data/judgements/<condition>/<seed>")
@@ -39,30 +40,33 @@ def main(
     *,
     condition: str,
     seed: int,
+    generation: int = 1,
     out: str | None = None,
     attacks: str | None = None,
     judgements: str | None = None,
     metrics: str | None = None,
     params_file: str = "params.yaml",
 ) -> None:
-    params = load_run_params(params_file, condition, seed)
+    params = load_run_params(params_file, condition, seed, generation)
     judge, scoring = params.robustness.judge, params.robustness.scoring
     run = Run(
-        run_stage("robustness", condition, seed),
+        run_stage("robustness", condition, seed, generation),
         {"robustness": {"judge": {"rubrics": judge.rubrics}, "scoring": scoring.model_dump()}},
     )
     responses = read_jsonl(
-        Path(attacks or paths.attacks(condition, seed)) / paths.RESPONSES,
+        Path(attacks or paths.in_generation(paths.attacks(condition, seed), generation)) / paths.RESPONSES,
         required=("id", "prompt_id", "prompt_set", "prompt", "response"),
     )
     judged = read_jsonl(
-        Path(judgements or paths.judgements(condition, seed)) / paths.RESPONSES, required=("id",)
+        Path(judgements or paths.in_generation(paths.judgements(condition, seed), generation))
+        / paths.RESPONSES,
+        required=("id",),
     )
     strings = refusal_list(scoring.refusal_strings)
     scores = read_scores(responses, judged, judge.rubrics)
     for record, response in zip(scores, responses, strict=True):
         record["refusal"] = is_refusal(response["response"], strings)
-    out_dir = Path(out or paths.robustness_scores(condition, seed))
+    out_dir = Path(out or paths.in_generation(paths.robustness_scores(condition, seed), generation))
     write_jsonl(out_dir / SCORES, scores)
     summary = rounded(
         summarise(
@@ -73,7 +77,9 @@ def main(
     from dvclive import Live
 
     with Live(
-        str(metrics or paths.metrics("robustness", condition, seed)), dvcyaml=False, save_dvc_exp=False
+        str(metrics or paths.in_generation(paths.metrics("robustness", condition, seed), generation)),
+        dvcyaml=False,
+        save_dvc_exp=False,
     ) as live:
         for name, row in summary.items():
             live.summary[name] = row
