@@ -88,3 +88,11 @@ def shared_dvc_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One DVC cache (and run-cache) for the tiny projects that run the same stages with the same params, so
     the first pays for a stage and the others restore it."""
     return tmp_path_factory.mktemp("dvc-cache")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The tests that share the session's vLLM server (smollm2_server) run last, one after another: the server
+    starts for them and stops with the session, instead of holding gigabytes of memory and CPU through every
+    other test module."""
+    shared = [item for item in items if "smollm2_server" in getattr(item, "fixturenames", ())]
+    items[:] = [item for item in items if item not in shared] + shared

@@ -264,6 +264,7 @@ def test_generations_with_real_dvc(tmp_path: Path, tiny_raw_model: Path, shared_
     params = mix_study_params(tiny_raw_model)  # the example's model and source names, on tiny models
     params["conditions"] = example["conditions"]  # single, single-gemma3 and multi (lineages)
     params["conditions"]["multi"]["recursion"] = {"regime": "accumulate"}
+    params["conditions"]["single-gemma3"]["recursion"] = {"regime": "accumulate-subsample"}
     params["recursion"] = {
         **example["recursion"],
         "generation_3": [],
@@ -304,6 +305,11 @@ def test_generations_with_real_dvc(tmp_path: Path, tiny_raw_model: Path, shared_
         root / "models/adapters/single-gemma3/42"
     )
     assert read_jsonl(root / "generations/2/data/regenerated/multi/42/responses.jsonl") == []  # no model ran
+    # accumulate-subsample: both generations' data, drawn down to the mix size
+    gemma2 = read_json(root / "generations/2/data/mixes/single-gemma3/42/manifest.json")
+    training = read_jsonl(root / "generations/2/data/mixes/single-gemma3/42/train.jsonl")
+    assert gemma2["records"] == len(training) == size
+    assert {r["generation"] for r in training} == {1, 2}
     subprocess.run(["git", "add", "-A"], cwd=root, env=env, check=True)
     subprocess.run(["git", "commit", "-qm", "generation 2"], cwd=root, env=env, check=True)
 

@@ -277,6 +277,8 @@ class Driver:
     def loop(self) -> None:
         wait = self.poll_s
         while True:
+            if _INTERRUPTED["signal"] is not None:
+                raise KeyboardInterrupt
             self.poll()
             if self.succeeded or self.can_dispatch():
                 with locked(self.repo):
@@ -312,7 +314,13 @@ def _rel(path: Path) -> str:
     return str(path)
 
 
+_INTERRUPTED = {"signal": None}  # set by _interrupt; the loop re-raises it at its next turn
+
+
 def _interrupt(signum: int, frame: Any) -> None:
+    """Ctrl-C or SIGTERM: stop now, and remember it, so that a KeyboardInterrupt that library code happens
+    to catch (the signal can land anywhere, DVC's calls included) is still honoured at the loop's next turn."""
+    _INTERRUPTED["signal"] = signum
     raise KeyboardInterrupt
 
 
@@ -389,7 +397,8 @@ def _drive(
         f"{len(plan.candidates)} of {len(plan.order)} stage(s) to run; {engine.name} executor, "
         f"-j {limit or 'unlimited'}{gpu_note}"
     )
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    _INTERRUPTED["signal"] = None
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     started, interrupted = time.time(), False
     try:
         with locked(repo):
@@ -399,7 +408,8 @@ def _drive(
         interrupted = True
         driver.cancel_all()
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         for hold in driver.holds.values():  # after a crash the jobs run on, for the next driver
             release(hold)
         driver.holds.clear()
