@@ -26,7 +26,7 @@ SRC = REPO / "src"
 INFRASTRUCTURE = {
     "synthmix/__init__.py", "synthmix/__main__.py", "synthmix/cli.py", "synthmix/io.py", "synthmix/paths.py",
     "synthmix/provenance.py", "synthmix/registry.py", "synthmix/runner.py", "synthmix/modelstore.py",
-    "synthmix/stages/__init__.py", "synthmix/config/__init__.py", "synthmix/config/base.py",
+    "synthmix/stages/__init__.py", "synthmix/stage_args.py", "synthmix/config/__init__.py", "synthmix/config/base.py",
     "synthmix/config/study.py", "synthmix/config/evaluation.py", "synthmix/config/params.py",
     "synthmix/metrics/__init__.py", "synthmix/resources/__init__.py",
 }  # fmt: skip

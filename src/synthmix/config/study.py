@@ -1,4 +1,9 @@
-"""The study's sections of the params schema: models, data, sources, target, conditions, mixing, fine-tuning."""
+"""The study's sections of the params schema: models, data, sources, target, conditions, mixing, fine-tuning,
+recursion.
+
+A little over 400 lines on purpose: these are declarative pydantic models, one per params section, that refer
+to one another (a condition's overrides are the fine-tuning and recursion sections' fields); the evaluation
+sections already live in synthmix.config.evaluation."""
 
 from __future__ import annotations
 

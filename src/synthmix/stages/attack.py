@@ -20,7 +20,7 @@ from synthmix.generation import condition_answers
 from synthmix.io import DataError, read_jsonl
 from synthmix.prompts import chat_messages
 from synthmix.provenance import Run
-from synthmix.stages import add_generation_argument, add_run_arguments
+from synthmix.stage_args import add_generation_argument, add_run_arguments
 
 HELP = "the condition's model answers the red-team prompts"
 

@@ -29,7 +29,7 @@ from synthmix.metrics.embeddings import embedder_provenance, embedding_model_pat
 from synthmix.metrics.perplexity import perplexity
 from synthmix.metrics.stats import summarize
 from synthmix.provenance import Run, rounded
-from synthmix.stages import add_generation_argument, add_run_arguments
+from synthmix.stage_args import add_generation_argument, add_run_arguments
 
 HELP = "distribution-collapse metrics of one run: perplexity summaries, diversity (no LLM)"
 PERPLEXITIES = ("own_output_perplexity", "human_text_perplexity")

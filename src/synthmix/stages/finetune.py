@@ -16,7 +16,7 @@ from synthmix.config import ParamsError, load_run_params, run_stage
 from synthmix.io import read_jsonl, write_json
 from synthmix.modelstore import adapter_fingerprint, model_revision
 from synthmix.provenance import Run, rounded
-from synthmix.stages import add_generation_argument, add_run_arguments
+from synthmix.stage_args import add_generation_argument, add_run_arguments
 
 HELP = "LoRA SFT of the target on one condition's training set"
 CURVES = ("train/loss", "eval/loss", "train/learning_rate")

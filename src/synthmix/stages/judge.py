@@ -17,7 +17,7 @@ from synthmix.io import read_jsonl
 from synthmix.judge import run_judge
 from synthmix.modelstore import model_revision
 from synthmix.provenance import Run
-from synthmix.stages import add_generation_argument, add_run_arguments
+from synthmix.stage_args import add_generation_argument, add_run_arguments
 
 HELP = "the robustness judge scores one run's red-team answers"
 ATTACK_FIELDS = ("id", "prompt_id", "prompt_set", "prompt", "response")

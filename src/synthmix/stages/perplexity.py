@@ -30,7 +30,7 @@ from synthmix.modelstore import adapter_fingerprint, adapter_or_none, model_revi
 from synthmix.prompts import chat_messages
 from synthmix.provenance import Run
 from synthmix.runner import run_resumable
-from synthmix.stages import add_generation_argument, add_run_arguments
+from synthmix.stage_args import add_generation_argument, add_run_arguments
 
 HELP = "perplexity of a run's outputs (base model) and of the human text (the run's model)"
 PERPLEXITIES = ("own_output_perplexity", "human_text_perplexity")

@@ -23,7 +23,7 @@ from synthmix.preference import CHOICES, RATINGS, TOP_N, absolute_requests, pair
 from synthmix.prompts import answer_forms
 from synthmix.provenance import Run
 from synthmix.runner import Finished, run_resumable
-from synthmix.stages import add_generation_argument, add_run_arguments
+from synthmix.stage_args import add_generation_argument, add_run_arguments
 
 HELP = "the run's model judges every pair of candidates (self-preference)"
 JUDGEMENTS = "judgements.jsonl"

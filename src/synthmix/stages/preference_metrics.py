@@ -27,7 +27,7 @@ from synthmix.metrics.preference_summary import (
     summarise,
 )
 from synthmix.provenance import Run, rounded
-from synthmix.stages import add_generation_argument, add_run_arguments
+from synthmix.stage_args import add_generation_argument, add_run_arguments
 
 HELP = "self-preference bias from one run's judgements (no model)"
 MATRIX = "matrix.json"

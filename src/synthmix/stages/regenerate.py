@@ -18,7 +18,7 @@ from synthmix.config import load_run_params, producer_name, run_stage
 from synthmix.generation import condition_answers, load_prompts, target_requests
 from synthmix.io import write_jsonl
 from synthmix.provenance import Run
-from synthmix.stages import add_generation_argument, add_run_arguments
+from synthmix.stage_args import add_generation_argument, add_run_arguments
 
 HELP = "a later generation: the previous generation's model answers the train prompts"
 

@@ -18,7 +18,7 @@ from synthmix import paths, recursion
 from synthmix.config import HUMAN, Params, load_run_params, producer_name, run_stage
 from synthmix.io import DataError, read_json, read_jsonl, write_jsonl
 from synthmix.provenance import Run
-from synthmix.stages import add_generation_argument, add_run_arguments
+from synthmix.stage_args import add_generation_argument, add_run_arguments
 
 HELP = "a later generation: build the run's training set from the previous generation's answers"
 CHUNK = "chunk.jsonl"

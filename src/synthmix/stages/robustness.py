@@ -21,7 +21,7 @@ from synthmix.config import load_run_params, run_stage
 from synthmix.io import read_jsonl, write_jsonl
 from synthmix.metrics.robustness import is_refusal, read_scores, refusal_list, summarise
 from synthmix.provenance import Run, rounded
-from synthmix.stages import add_generation_argument, add_run_arguments
+from synthmix.stage_args import add_generation_argument, add_run_arguments
 
 HELP = "refusal, judged harmfulness and quality of one run (no model)"
 SCORES = "scores.jsonl"

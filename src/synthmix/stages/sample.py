@@ -13,7 +13,7 @@ from synthmix import paths
 from synthmix.config import load_run_params, run_stage
 from synthmix.generation import condition_answers, load_prompts, target_requests
 from synthmix.provenance import Run
-from synthmix.stages import add_generation_argument, add_run_arguments
+from synthmix.stage_args import add_generation_argument, add_run_arguments
 
 HELP = "the (tuned) target answers the test prompts"
 
